@@ -1,0 +1,10 @@
+"""samsvae: the Sparse Additive Mechanism Shift VAE for single-cell perturbation screens."""
+
+from __future__ import annotations
+
+from samsvae import datasets, pl
+from samsvae.api import SAMSVAE
+
+__version__ = "0.1.0"
+
+__all__ = ["SAMSVAE", "__version__", "datasets", "pl"]

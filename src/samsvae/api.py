@@ -1,0 +1,465 @@
+"""User-facing model classes: AnnData in, AnnData / DataFrame out; thin and delegating."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from samsvae import io
+from samsvae.config import SAMSVAEConfig, TrainConfig, config_from_dict
+from samsvae.data import (
+    CellDataset,
+    PerturbationDesign,
+    gene_statistics,
+    library_sizes,
+    make_loader,
+    train_validation_split,
+    vocabulary_from_labels,
+)
+from samsvae.data import validate
+from samsvae.data.loaders import as_csr_or_dense
+from samsvae.evaluate.ate import ATE_METHODS, ATEMethod, model_average_treatment_effects
+from samsvae.evaluate.likelihood import predictive_iwelbo
+from samsvae.inference.training import fit, quiet_lightning
+from samsvae.models import SAMSVAEModule
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+SETUP_KEY = "samsvae"
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded, leaving the caller's RNG state untouched."""
+    with torch.random.fork_rng():
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
+
+
+def _default_max_epochs(n_cells: int) -> int:
+    # About 20k cells x 400 epochs of work, as scvi-tools does, capped at 400 epochs.
+    return int(min(400, max(10, round(20_000 / max(n_cells, 1) * 400))))
+
+
+class PerturbationModel:
+    """Shared machinery of the perturbation models: setup, training, save/load, predictions."""
+
+    module_cls: ClassVar[type[SAMSVAEModule]]
+    config_cls: ClassVar[type[SAMSVAEConfig]]
+
+    def __init__(self, adata: ad.AnnData | None, config: SAMSVAEConfig, *,
+                 design: PerturbationDesign | None = None) -> None:
+        self.config = config
+        self.adata = adata
+        if design is None:
+            if adata is None:
+                msg = "Pass an AnnData set up with setup_anndata."
+                raise ValueError(msg)
+            design = self._design_from_setup(adata)
+        self.design = design
+        self.module = self.module_cls(design.n_genes, design.n_perturbations, config)
+        self.history: pd.DataFrame | None = None
+        self.is_trained = False
+        if adata is not None:
+            self._check_expression(adata)
+
+    # --- setup --------------------------------------------------------------------------------
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: ad.AnnData,
+        *,
+        perturbation_key: str | None = "perturbation",
+        control: str = "control",
+        layer: str | None = None,
+        combination_delimiter: str = "+",
+        dosage_key: str | None = None,
+    ) -> None:
+        """Register where the counts and perturbation labels of ``adata`` live.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes. Counts may be dense or sparse; nothing is densified.
+        perturbation_key
+            Column of ``adata.obs`` with one label per cell: the control label, a perturbation
+            name, or names joined by ``combination_delimiter``.
+        control
+            Label of unperturbed cells (all-zero dosage).
+        layer
+            ``adata.layers`` key holding the counts; ``None`` uses ``adata.X``.
+        combination_delimiter
+            Separator of combination labels ("A+B").
+        dosage_key
+            Optional ``adata.obsm`` key of a ready (cells x perturbations) dosage matrix; a
+            DataFrame's columns name the perturbations.
+
+        Notes
+        -----
+        Writes the arguments to ``adata.uns["samsvae"]``; nothing else in ``adata`` changes.
+        """
+        validate.check_anndata(adata)
+        validate.check_setup_keys(adata, perturbation_key=perturbation_key, control=control,
+                                  layer=layer, dosage_key=dosage_key)
+        adata.uns[SETUP_KEY] = {
+            "perturbation_key": perturbation_key,
+            "control": control,
+            "layer": layer,
+            "combination_delimiter": combination_delimiter,
+            "dosage_key": dosage_key,
+        }
+
+    @staticmethod
+    def _setup_of(adata: ad.AnnData) -> dict[str, Any]:
+        validate.check_anndata(adata)
+        if SETUP_KEY not in adata.uns:
+            msg = ("adata has not been set up; call samsvae.SAMSVAE.setup_anndata(adata, "
+                   "perturbation_key=..., control=...) first.")
+            raise ValueError(msg)
+        return dict(adata.uns[SETUP_KEY])
+
+    def _design_from_setup(self, adata: ad.AnnData) -> PerturbationDesign:
+        setup = self._setup_of(adata)
+        if setup["dosage_key"] is not None:
+            dosage = adata.obsm[setup["dosage_key"]]
+            names = (tuple(map(str, dosage.columns)) if isinstance(dosage, pd.DataFrame)
+                     else tuple(f"perturbation{j}" for j in range(dosage.shape[1])))
+        else:
+            names = vocabulary_from_labels(adata.obs[setup["perturbation_key"]].astype(str),
+                                           setup["control"], setup["combination_delimiter"])
+        if not names:
+            msg = "adata has no perturbed cells: every cell carries the control label."
+            raise ValueError(msg)
+        return PerturbationDesign(perturbations=names, genes=tuple(map(str, adata.var_names)),
+                                  **setup)
+
+    # --- data access --------------------------------------------------------------------------
+    def _expression(self, adata: ad.AnnData) -> sp.csr_matrix | np.ndarray:
+        layer = self.design.layer
+        return as_csr_or_dense(adata.X if layer is None else adata.layers[layer])
+
+    def _check_expression(self, adata: ad.AnnData) -> None:
+        where = "adata.X" if self.design.layer is None else f"adata.layers[{self.design.layer!r}]"
+        validate.check_expression(self._expression(adata), counts=self.config.likelihood != "normal",
+                                  where=where)
+
+    def _dosage(self, adata: ad.AnnData) -> sp.csr_matrix:
+        if self.design.dosage_key is not None:
+            dosage = adata.obsm[self.design.dosage_key]
+            dosage = dosage.to_numpy() if isinstance(dosage, pd.DataFrame) else dosage
+            return sp.csr_matrix(dosage, dtype=np.float32)
+        labels = adata.obs[self.design.perturbation_key].astype(str).to_numpy()
+        validate.check_perturbation_requests(np.unique(labels), self.design)
+        return self.design.encode(labels)
+
+    def _dataset(self, adata: ad.AnnData | None) -> tuple[ad.AnnData, CellDataset]:
+        if adata is None:
+            if self.adata is None:
+                msg = "This model was loaded without data; pass adata."
+                raise ValueError(msg)
+            adata = self.adata
+        elif adata is not self.adata:
+            validate.check_anndata(adata)
+            validate.check_genes_match(adata, self.design)
+            self._check_expression(adata)
+        return adata, CellDataset(self._expression(adata), self._dosage(adata))
+
+    def _device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    # --- training -----------------------------------------------------------------------------
+    def train(
+        self,
+        *,
+        max_epochs: int | None = None,
+        max_steps: int | None = None,
+        batch_size: int = 512,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-6,
+        train_size: float = 0.9,
+        seed: int = 0,
+        early_stopping: bool = False,
+        early_stopping_patience: int = 20,
+        gradient_clip_val: float | None = None,
+        accelerator: str = "auto",
+        devices: int | str = "auto",
+        progress_bar: bool = True,
+    ) -> None:
+        """Fit by maximising the plated ELBO with Adam; keep the best-validation weights.
+
+        ``train_size`` of the cells (seeded split) are used for training, the rest for validation.
+        Per-gene normalisation statistics, library sizes and the plate sizes n_t come from the
+        training cells. The per-epoch losses end up in ``model.history``.
+        """
+        config = TrainConfig(
+            max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, train_size=train_size, seed=seed,
+            early_stopping=early_stopping, early_stopping_patience=early_stopping_patience,
+            gradient_clip_val=gradient_clip_val, accelerator=accelerator, devices=devices,
+            progress_bar=progress_bar)
+        adata, dataset = self._dataset(None)
+        train_rows, val_rows = train_validation_split(adata.n_obs, train_size=train_size, seed=seed)
+        self._set_training_statistics(dataset, train_rows)
+        train_loader = make_loader(dataset, train_rows, batch_size=batch_size, shuffle=True,
+                                   seed=seed)
+        val_loader = (make_loader(dataset, val_rows, batch_size=batch_size, shuffle=False)
+                      if len(val_rows) else None)
+        if max_epochs is None:
+            max_epochs = -1 if max_steps is not None else _default_max_epochs(len(train_rows))
+        quiet_lightning()
+        result = fit(self.module, train_loader, val_loader, config,
+                     n_particles=self.config.n_particles, max_epochs=max_epochs)
+        self.module.cpu()
+        self.history = pd.DataFrame(result["history"])
+        self.train_indices, self.validation_indices = train_rows, val_rows
+        self.is_trained = True
+
+    def _set_training_statistics(self, dataset: CellDataset, rows: np.ndarray) -> None:
+        mean, scale = gene_statistics(dataset.expression, rows,
+                                      log1p=self.config.likelihood != "normal")
+        n_t = np.asarray((dataset.dosage[rows] != 0).sum(0)).ravel()
+        median_library = float(np.median(library_sizes(dataset.expression[rows])))
+        module = self.module
+        module.gene_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        module.gene_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+        module.n_cells_per_perturbation.copy_(torch.as_tensor(n_t, dtype=torch.float32))
+        module.reference_library_size.fill_(max(median_library, 1.0))
+
+    # --- getters ------------------------------------------------------------------------------
+    def get_mask_probabilities(self) -> pd.DataFrame:
+        """q(m_tk = 1) as a DataFrame, perturbations x latent dimensions."""
+        with torch.no_grad():
+            probabilities = self.module.mask_probabilities().cpu().numpy()
+        return pd.DataFrame(probabilities, index=list(self.design.perturbations),
+                            columns=[f"latent{k}" for k in range(probabilities.shape[1])])
+
+    @torch.no_grad()
+    def get_latent_representation(
+        self,
+        adata: ad.AnnData | None = None,
+        *,
+        latent: Literal["basal", "full"] = "basal",
+        n_samples: int = 20,
+        batch_size: int = 1024,
+        seed: int | None = 0,
+    ) -> np.ndarray:
+        """Posterior mean of z_basal (``"basal"``) or z = z_basal + shift (``"full"``).
+
+        Averages the encoder mean over ``n_samples`` draws of the global variables.
+        Returns an array (n_cells, n_latent).
+        """
+        if latent not in ("basal", "full"):
+            msg = f"latent={latent!r} is not supported; choose 'basal' or 'full'."
+            raise ValueError(msg)
+        adata, dataset = self._dataset(adata)
+        rows = np.arange(adata.n_obs)
+        out = []
+        with _seeded(seed):
+            for batch in make_loader(dataset, rows, batch_size=batch_size, shuffle=False):
+                batch = batch.to(self._device())
+                sample = self.module.sample_globals(batch.perturbation_index, n_samples)
+                shift = self.module.latent_shift(batch.dosage, sample)
+                loc, _ = self.module.encode(batch.counts, shift)
+                z = loc.expand_as(shift) + (shift if latent == "full" else 0)
+                out.append(z.mean(0).cpu().numpy())
+        return np.concatenate(out)
+
+    # --- predictions --------------------------------------------------------------------------
+    def _dosage_rows(self, perturbations: Sequence[str]) -> torch.Tensor:
+        if isinstance(perturbations, str):
+            perturbations = [perturbations]
+        requests = validate.check_perturbation_requests(perturbations, self.design)
+        return torch.from_numpy(self.design.encode(requests).toarray())
+
+    @torch.no_grad()
+    def predict(
+        self,
+        perturbations: Sequence[str],
+        *,
+        n_samples: int = 100,
+        library_size: float | None = None,
+        seed: int | None = 0,
+    ) -> ad.AnnData:
+        """Generate ``n_samples`` cells for each requested perturbation or '+' combination.
+
+        Each cell draws the globals from q and z_basal from the prior. ``library_size`` defaults to
+        the median training library size. Returns AnnData (len(perturbations) * n_samples, genes)
+        with ``obs["perturbation"]``.
+        """
+        dosage = self._dosage_rows(perturbations)
+        labels = [str(p) for p in ([perturbations] if isinstance(perturbations, str)
+                                   else perturbations)]
+        library = float(self.module.reference_library_size) if library_size is None else library_size
+        index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
+        with _seeded(seed):
+            sample = self.module.sample_globals(index, n_samples)
+            x = self.module.generate(dosage[:, index], sample, library)  # (n_samples, R, G)
+        x = x.transpose(0, 1).reshape(-1, self.design.n_genes).numpy()
+        obs = pd.DataFrame({"perturbation": pd.Categorical(np.repeat(labels, n_samples))},
+                           index=[f"generated{i}" for i in range(x.shape[0])])
+        return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=list(self.design.genes)))
+
+    def average_treatment_effects(
+        self,
+        perturbations: Sequence[str] | None = None,
+        *,
+        method: ATEMethod = "perturbseq",
+        n_samples: int = 2500,
+        library_size: float = 1e4,
+        seed: int | None = 0,
+    ) -> ad.AnnData:
+        """Model ATE of each perturbation against the control (DESIGN.md §5).
+
+        ``perturbations`` defaults to every label seen in the training data. Returns AnnData
+        (interventions x genes) with the effects in X and ``uns["ate_method"]``.
+        """
+        if method not in ATE_METHODS:
+            msg = f"method={method!r} is not supported; choose one of {list(ATE_METHODS)}."
+            raise ValueError(msg)
+        if perturbations is None:
+            perturbations = self._observed_interventions()
+        dosage = self._dosage_rows(perturbations)
+        with _seeded(seed):
+            effects = model_average_treatment_effects(
+                self.module, dosage, method=method, n_samples=n_samples, library_size=library_size)
+        result = ad.AnnData(X=effects.numpy(), obs=pd.DataFrame(index=list(perturbations)),
+                            var=pd.DataFrame(index=list(self.design.genes)))
+        result.uns["ate_method"] = method
+        return result
+
+    def _observed_interventions(self) -> list[str]:
+        if self.adata is None or self.design.perturbation_key is None:
+            return list(self.design.perturbations)
+        labels = self.adata.obs[self.design.perturbation_key].astype(str).unique()
+        return sorted(label for label in labels if label != self.design.control)
+
+    def iwelbo(
+        self,
+        adata: ad.AnnData | None = None,
+        *,
+        n_particles: int = 100,
+        batch_size: int = 256,
+        seed: int | None = 0,
+    ) -> float:
+        """Mean predictive IWELBO per cell of ``adata`` (default: the training AnnData)."""
+        adata, dataset = self._dataset(adata)
+        loader = make_loader(dataset, np.arange(adata.n_obs), batch_size=batch_size, shuffle=False)
+        with _seeded(seed):
+            values = predictive_iwelbo(self.module, loader, n_particles=n_particles)
+        return float(values.mean())
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``model.safetensors`` and ``model.json`` into ``directory``."""
+        metadata = {
+            "config": dataclasses.asdict(self.config),
+            "design": self.design.to_dict(),
+            "is_trained": self.is_trained,
+            "history": [] if self.history is None else self.history.to_dict(orient="records"),
+        }
+        return io.save_model(directory, model_class=type(self).__name__,
+                             state_dict=self.module.state_dict(), metadata=metadata,
+                             overwrite=overwrite)
+
+    @classmethod
+    def load(cls, directory: str | Path, adata: ad.AnnData | None = None) -> PerturbationModel:
+        """Load a model saved by :meth:`save`; ``adata`` (optional) must have the model's genes."""
+        metadata, state_dict = io.read_model(directory, model_class=cls.__name__)
+        try:
+            config = config_from_dict(cls.config_cls, metadata["config"])
+            design = PerturbationDesign.from_dict(metadata["design"])
+        except (KeyError, TypeError, ValueError) as error:
+            msg = f"{directory}/{io.METADATA_FILE} does not describe a valid model: {error}"
+            raise io.ModelFileError(msg) from None
+        model = cls.__new__(cls)
+        PerturbationModel.__init__(model, None, config, design=design)
+        io.check_state_dict(model.module, state_dict, directory)
+        model.module.load_state_dict(state_dict)
+        model.is_trained = bool(metadata.get("is_trained", False))
+        model.history = pd.DataFrame(metadata.get("history", []))
+        if adata is not None:
+            validate.check_genes_match(adata, design)
+            model._check_expression(adata)
+            model.adata = adata
+        return model
+
+
+class SAMSVAE(PerturbationModel):
+    r"""Sparse Additive Mechanism Shift VAE (Bereket & Karaletsos, NeurIPS 2023).
+
+    .. math::
+        z_i^b \sim N(0, I),\ e_t \sim N(0, s_e^2 I),\ m_{tk} \sim \mathrm{Bern}(a),\
+        z_i = z_i^b + \textstyle\sum_t d_{it}\, e_t \odot m_t,\ x_i \sim p_\theta(x \mid z_i, l_i)
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_latent
+        Latent dimensions K.
+    n_hidden
+        Width of every hidden layer.
+    n_layers
+        Hidden layers of the encoder, decoder and correlated guide.
+    n_particles
+        Monte-Carlo particles per training step.
+    mask_prior
+        Prior inclusion probability a of each mask entry.
+    embedding_prior_scale
+        Prior standard deviation s_e of the embeddings.
+    guide
+        ``"mean_field"``: independent q(e_tk); ``"correlated"``: q(e_t | m_t) from a network.
+    likelihood
+        ``"nb"`` negative binomial counts, ``"poisson"`` counts, ``"normal"`` real values.
+    encoder_input
+        ``"x_and_shift"`` feeds the encoder x and the sampled latent shift; ``"x"`` feeds x only.
+    gumbel_temperature
+        Temperature of the straight-through binary-concrete mask samples.
+
+    Examples
+    --------
+    >>> import samsvae
+    >>> adata = samsvae.datasets.simulate(n_perturbations=4, n_combinations=2, n_genes=20,
+    ...                                   n_cells_per_perturbation=20, n_control_cells=40,
+    ...                                   n_cells_per_combination=20)
+    >>> samsvae.SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control="control")
+    >>> model = samsvae.SAMSVAE(adata, n_latent=4, n_hidden=16)
+    >>> model.train(max_epochs=1, progress_bar=False)
+    >>> model.get_mask_probabilities().shape
+    (4, 4)
+    """
+
+    module_cls = SAMSVAEModule
+    config_cls = SAMSVAEConfig
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        *,
+        n_latent: int = 100,
+        n_hidden: int = 400,
+        n_layers: int = 1,
+        n_particles: int = 5,
+        mask_prior: float = 0.01,
+        embedding_prior_scale: float = 1.0,
+        guide: Literal["mean_field", "correlated"] = "correlated",
+        likelihood: Literal["nb", "normal", "poisson"] = "nb",
+        encoder_input: Literal["x_and_shift", "x"] = "x_and_shift",
+        gumbel_temperature: float = 1.0,
+    ) -> None:
+        config = SAMSVAEConfig(
+            n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers, n_particles=n_particles,
+            mask_prior=mask_prior, embedding_prior_scale=embedding_prior_scale, guide=guide,
+            likelihood=likelihood, encoder_input=encoder_input,
+            gumbel_temperature=gumbel_temperature)
+        super().__init__(adata, config)

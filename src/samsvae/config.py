@@ -1,0 +1,107 @@
+"""Frozen configuration records: the one home of every default."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Guide = Literal["mean_field", "correlated"]
+Likelihood = Literal["nb", "normal", "poisson"]
+EncoderInput = Literal["x_and_shift", "x"]
+
+GUIDES = ("mean_field", "correlated")
+LIKELIHOODS = ("nb", "normal", "poisson")
+ENCODER_INPUTS = ("x_and_shift", "x")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        msg = f"{name}={value!r} is not supported; choose one of {list(choices)}."
+        raise ValueError(msg)
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name}={value!r} must be an integer >= 1."
+        raise ValueError(msg)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        msg = f"{name}={value!r} must be > 0."
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class SAMSVAEConfig:
+    """Hyperparameters of SAMS-VAE (see :class:`samsvae.SAMSVAE` for their meaning)."""
+
+    n_latent: int = 100
+    n_hidden: int = 400
+    n_layers: int = 1
+    n_particles: int = 5
+    mask_prior: float = 0.01
+    embedding_prior_scale: float = 1.0
+    guide: Guide = "correlated"
+    likelihood: Likelihood = "nb"
+    encoder_input: EncoderInput = "x_and_shift"
+    gumbel_temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
+            _check_positive_int(name, getattr(self, name))
+        if not 0 < self.mask_prior < 1:
+            msg = f"mask_prior={self.mask_prior!r} must lie strictly between 0 and 1 (e.g. 0.01)."
+            raise ValueError(msg)
+        _check_positive("embedding_prior_scale", self.embedding_prior_scale)
+        _check_positive("gumbel_temperature", self.gumbel_temperature)
+        _check_choice("guide", self.guide, GUIDES)
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        _check_choice("encoder_input", self.encoder_input, ENCODER_INPUTS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of :meth:`samsvae.SAMSVAE.train`."""
+
+    max_epochs: int | None = None
+    max_steps: int | None = None
+    batch_size: int = 512
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    train_size: float = 0.9
+    seed: int = 0
+    early_stopping: bool = False
+    early_stopping_patience: int = 20
+    gradient_clip_val: float | None = None
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "max_steps"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_positive_int(name, value)
+        _check_positive_int("batch_size", self.batch_size)
+        _check_positive_int("early_stopping_patience", self.early_stopping_patience)
+        _check_positive("lr", self.lr)
+        if self.weight_decay < 0:
+            msg = f"weight_decay={self.weight_decay!r} must be >= 0."
+            raise ValueError(msg)
+        if not 0 < self.train_size <= 1:
+            msg = f"train_size={self.train_size!r} must lie in (0, 1]."
+            raise ValueError(msg)
+        if self.gradient_clip_val is not None:
+            _check_positive("gradient_clip_val", self.gradient_clip_val)
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build a config dataclass from a JSON dict, rejecting unknown keys."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        msg = f"Unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}."
+        raise ValueError(msg)
+    return cls(**values)

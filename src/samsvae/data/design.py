@@ -1,0 +1,85 @@
+"""Per-cell perturbation labels -> sparse dosage design.
+
+A label is the control label, one perturbation name, or several names joined by the combination
+delimiter ("A+B"). A control cell has an all-zero dosage row; a combination is the sum of its singles'
+one-hot rows. A ready dosage matrix may come from ``adata.obsm`` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class PerturbationDesign:
+    """The vocabulary a model is trained on and how labels become dosage rows."""
+
+    perturbations: tuple[str, ...]
+    genes: tuple[str, ...]
+    control: str
+    perturbation_key: str | None = "perturbation"
+    combination_delimiter: str = "+"
+    layer: str | None = None
+    dosage_key: str | None = None
+
+    @property
+    def n_perturbations(self) -> int:
+        """Number of single perturbations T."""
+        return len(self.perturbations)
+
+    @property
+    def n_genes(self) -> int:
+        """Number of modelled genes G."""
+        return len(self.genes)
+
+    def split_label(self, label: str) -> list[str]:
+        """Names of the single perturbations in ``label`` (empty for the control)."""
+        parts = [p.strip() for p in str(label).split(self.combination_delimiter)]
+        return [p for p in parts if p and p != self.control]
+
+    def unknown_singles(self, labels: Iterable[str]) -> list[str]:
+        """Single perturbation names in ``labels`` that are not in the vocabulary."""
+        known = set(self.perturbations)
+        return sorted({s for label in labels for s in self.split_label(label)} - known)
+
+    def encode(self, labels: Sequence[str]) -> sp.csr_matrix:
+        """Dosage rows (len(labels), T) as float32 CSR; names must be in the vocabulary."""
+        position = {name: j for j, name in enumerate(self.perturbations)}
+        # Encode each distinct label once, then gather rows: no per-cell Python for large screens.
+        unique, inverse = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+        unique_dosage = sp.lil_matrix((len(unique), self.n_perturbations), dtype=np.float32)
+        for row, label in enumerate(unique):
+            for name in self.split_label(label):
+                unique_dosage[row, position[name]] += 1.0
+        return sp.csr_matrix(unique_dosage.tocsr()[inverse.ravel()])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        values = dataclasses.asdict(self)
+        values["perturbations"] = list(self.perturbations)
+        values["genes"] = list(self.genes)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PerturbationDesign:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(values)
+        values["perturbations"] = tuple(values["perturbations"])
+        values["genes"] = tuple(values["genes"])
+        return cls(**values)
+
+
+def vocabulary_from_labels(labels: Iterable[str], control: str, delimiter: str) -> tuple[str, ...]:
+    """Sorted single-perturbation names appearing in ``labels``."""
+    names: set[str] = set()
+    for label in set(map(str, labels)):
+        names.update(p.strip() for p in label.split(delimiter))
+    names.discard(control)
+    names.discard("")
+    return tuple(sorted(names))

@@ -1,0 +1,127 @@
+"""Checks of user input, run at the API boundary. Each error names the problem and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from samsvae.data.design import PerturbationDesign
+
+_CHUNK_ROWS = 10_000
+
+
+def check_anndata(adata: object) -> None:
+    """The object is a non-empty AnnData."""
+    from anndata import AnnData
+
+    if not isinstance(adata, AnnData):
+        msg = f"Expected an AnnData object, got {type(adata).__name__}."
+        raise TypeError(msg)
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        msg = (f"adata is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
+               "pass an AnnData with at least one cell and one gene.")
+        raise ValueError(msg)
+
+
+def check_setup_keys(
+    adata: AnnData,
+    *,
+    perturbation_key: str | None,
+    control: str,
+    layer: str | None,
+    dosage_key: str | None,
+) -> None:
+    """Keys exist, and the control label is present among the labels."""
+    if perturbation_key is None and dosage_key is None:
+        msg = "Pass perturbation_key (a column of adata.obs) or dosage_key (a key of adata.obsm)."
+        raise ValueError(msg)
+    if layer is not None and layer not in adata.layers:
+        msg = f"layer={layer!r} is not in adata.layers; layers are {list(adata.layers)}."
+        raise KeyError(msg)
+    if dosage_key is not None:
+        if dosage_key not in adata.obsm:
+            msg = f"dosage_key={dosage_key!r} is not in adata.obsm; keys are {list(adata.obsm)}."
+            raise KeyError(msg)
+        return
+    if perturbation_key not in adata.obs.columns:
+        msg = (f"perturbation_key={perturbation_key!r} is not a column of adata.obs; "
+               f"columns are {list(adata.obs.columns)}.")
+        raise KeyError(msg)
+    labels = adata.obs[perturbation_key]
+    if labels.isna().any():
+        rows = list(adata.obs_names[labels.isna().to_numpy()][:5])
+        msg = (f"adata.obs[{perturbation_key!r}] has missing labels (first cells: {rows}); "
+               f"label every cell, using control={control!r} for unperturbed cells.")
+        raise ValueError(msg)
+    present = set(labels.astype(str).unique())
+    if control not in present:
+        close = difflib.get_close_matches(control, sorted(present), n=3, cutoff=0.3)
+        msg = (f"control={control!r} is not a label in adata.obs[{perturbation_key!r}]; "
+               f"close labels: {close or sorted(present)[:10]}. Pass the label of unperturbed cells.")
+        raise ValueError(msg)
+
+
+def _row_chunks(matrix: np.ndarray | sp.spmatrix) -> Iterable[np.ndarray]:
+    """Values of ``matrix`` in row chunks, never densifying a sparse matrix."""
+    if sp.issparse(matrix):
+        yield np.asarray(matrix.data)
+        return
+    for start in range(0, matrix.shape[0], _CHUNK_ROWS):
+        yield np.asarray(matrix[start : start + _CHUNK_ROWS])
+
+
+def check_expression(matrix: np.ndarray | sp.spmatrix, *, counts: bool, where: str) -> None:
+    """Finite values; for count likelihoods also non-negative integers."""
+    for values in _row_chunks(matrix):
+        if not np.all(np.isfinite(values)):
+            msg = (f"{where} contains NaN or infinite values; remove or impute them "
+                   "(e.g. drop the affected cells) before setup.")
+            raise ValueError(msg)
+        if not counts:
+            continue
+        if np.any(values < 0):
+            msg = (f"{where} contains negative values, but the likelihood expects counts; pass raw "
+                   "counts (e.g. layer='counts') or use likelihood='normal'.")
+            raise ValueError(msg)
+        if np.any(values != np.round(values)):
+            msg = (f"{where} contains non-integer values, but the likelihood expects raw counts; "
+                   "pass raw counts (e.g. layer='counts') or use likelihood='normal'.")
+            raise ValueError(msg)
+
+
+def check_genes_match(adata: AnnData, design: PerturbationDesign) -> None:
+    """The AnnData has exactly the model's genes in the model's order."""
+    genes = tuple(map(str, adata.var_names))
+    if genes == design.genes:
+        return
+    missing = sorted(set(design.genes) - set(genes))[:5]
+    extra = sorted(set(genes) - set(design.genes))[:5]
+    msg = (f"adata's genes do not match the model's {design.n_genes} genes "
+           f"(missing e.g. {missing}, unexpected e.g. {extra}); subset and order them with "
+           "adata[:, model.design.genes].")
+    raise ValueError(msg)
+
+
+def check_perturbation_requests(requests: Iterable[str], design: PerturbationDesign) -> list[str]:
+    """Requested labels are the control, trained singles, or combinations of trained singles."""
+    requests = [str(r) for r in requests]
+    unknown = design.unknown_singles(requests)
+    if unknown:
+        hints = {u: difflib.get_close_matches(u, design.perturbations, n=3) for u in unknown[:5]}
+        msg = (f"Unknown perturbations {unknown[:10]}: a request must be a trained perturbation or a "
+               f"'{design.combination_delimiter}'-joined combination of them. Close matches: {hints}.")
+        raise ValueError(msg)
+    return requests
+
+
+def labels_of(adata: AnnData, key: str) -> pd.Series:
+    """Labels of ``adata.obs[key]`` as strings."""
+    return adata.obs[key].astype(str)

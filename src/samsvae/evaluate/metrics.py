@@ -1,0 +1,74 @@
+"""Metrics: treatment-effect agreement and mask recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+
+def pearson_r(predicted: np.ndarray, observed: np.ndarray) -> float:
+    """Pearson correlation of the flattened arrays (NaN when either is constant)."""
+    a, b = np.ravel(predicted).astype(np.float64), np.ravel(observed).astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a**2).sum() * (b**2).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def r_squared(predicted: np.ndarray, observed: np.ndarray) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot of ``predicted`` for ``observed``."""
+    obs = np.ravel(observed).astype(np.float64)
+    res = ((np.ravel(predicted) - obs) ** 2).sum()
+    tot = ((obs - obs.mean()) ** 2).sum()
+    return float(1 - res / tot) if tot > 0 else float("nan")
+
+
+def top_genes_mask(observed_effects: np.ndarray, n_top: int = 20) -> np.ndarray:
+    """Boolean (n_interventions, G): the ``n_top`` genes with largest |effect| per row."""
+    order = np.argsort(-np.abs(observed_effects), axis=1)[:, :n_top]
+    selected = np.zeros(observed_effects.shape, dtype=bool)
+    np.put_along_axis(selected, order, values=True, axis=1)
+    return selected
+
+
+def ate_metrics(predicted: np.ndarray, observed: np.ndarray, n_top: int = 20) -> dict[str, float]:
+    """Pearson r and R^2 over all genes and over the top-|observed| genes per intervention."""
+    top = top_genes_mask(observed, n_top)
+    return {
+        "ate_pearson_r": pearson_r(predicted, observed),
+        "ate_r2": r_squared(predicted, observed),
+        f"ate_pearson_r_top{n_top}": pearson_r(predicted[top], observed[top]),
+        f"ate_r2_top{n_top}": r_squared(predicted[top], observed[top]),
+    }
+
+
+def match_latent_dimensions(estimated: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Column permutation of ``estimated`` (T, K_est) best matching ``true`` (T, K) masks.
+
+    Hungarian algorithm maximising co-activation counts sum_t est_tk' * true_tk. Returns, for each
+    true dimension k, the matched estimated column (or -1 when K_est < K).
+    """
+    coactivation = estimated.astype(np.float64).T @ true.astype(np.float64)  # (K_est, K)
+    rows, cols = linear_sum_assignment(-coactivation)
+    matched = np.full(true.shape[1], -1)
+    matched[cols] = rows
+    return matched
+
+
+def mask_recovery(estimated: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of binary masks after Hungarian matching of latent dimensions.
+
+    Every active estimated entry counts toward precision, including those in unmatched columns,
+    so extra active dimensions are penalised.
+    """
+    estimated, true = estimated.astype(bool), true.astype(bool)
+    matched = match_latent_dimensions(estimated, true)
+    aligned = np.zeros_like(true)
+    valid = matched >= 0
+    aligned[:, valid] = estimated[:, matched[valid]]
+    true_positive = float((aligned & true).sum())
+    n_predicted, n_true = float(estimated.sum()), float(true.sum())
+    precision = true_positive / n_predicted if n_predicted else 0.0
+    recall = true_positive / n_true if n_true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"mask_precision": precision, "mask_recall": recall, "mask_f1": f1,
+            "mask_active_estimated": int(n_predicted), "mask_active_true": int(n_true)}

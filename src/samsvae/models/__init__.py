@@ -1,0 +1,9 @@
+"""Pure-torch models: tensors and configs in, log-probability terms out."""
+
+from __future__ import annotations
+
+from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide
+from samsvae.models.records import GlobalSample, LocalTerms
+from samsvae.models.sams_vae import SAMSVAEModule
+
+__all__ = ["CorrelatedGuide", "GlobalSample", "LocalTerms", "MeanFieldGuide", "SAMSVAEModule"]

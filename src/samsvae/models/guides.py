@@ -1,0 +1,103 @@
+"""Guides for the global variables q(M) q(E | M) of SAMS-VAE.
+
+q(m_tk) = Bernoulli(sigmoid(phi_tk)), sampled with straight-through binary concrete (phi init 0).
+Mean-field: q(e_tk) = Normal(loc_tk, scale_tk) (loc init 0, scale init 1).
+Correlated: q(e_t | m_t) = Normal(g(m_t, t)), g an MLP fed the mask row and a learned per-perturbation
+embedding (O(T * n_hidden) parameters instead of a T x T one-hot).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samsvae.distributions import bernoulli_log_prob, sample_straight_through_bernoulli
+from samsvae.models.records import GlobalSample
+from samsvae.nn.networks import ResidualMLP
+
+_SOFTPLUS_INVERSE_OF_ONE = math.log(math.e - 1)
+SCALE_FLOOR = 1e-4
+
+
+def _normal_log_prob(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return -0.5 * ((value - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)
+
+
+class _MaskGuide(nn.Module):
+    """Holds the mask logits shared by both guides and samples q(M)."""
+
+    def __init__(self, n_perturbations: int, n_latent: int, temperature: float) -> None:
+        super().__init__()
+        self.mask_logits = nn.Parameter(torch.zeros(n_perturbations, n_latent))
+        self.temperature = temperature
+
+    def _sample_masks(
+        self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.mask_logits[index]  # (T_b, K)
+        masks, _ = sample_straight_through_bernoulli(
+            logits, (n_particles,), temperature=self.temperature, generator=generator
+        )
+        return masks, bernoulli_log_prob(masks, logits).sum(-1)  # (P, T_b, K), (P, T_b)
+
+    def mask_probabilities(self) -> torch.Tensor:
+        """q(m_tk = 1), (n_perturbations, n_latent)."""
+        return torch.sigmoid(self.mask_logits)
+
+    def sample(
+        self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None = None
+    ) -> GlobalSample:
+        """Draw (E, M) for perturbations ``index`` with ``n_particles`` independent copies."""
+        masks, log_q_masks = self._sample_masks(index, n_particles, generator)
+        loc, scale = self.embedding_distribution(index, masks)
+        noise = torch.randn(masks.shape, generator=generator, dtype=masks.dtype,
+                            device=masks.device)
+        embeddings = loc + scale * noise
+        log_q_embeddings = _normal_log_prob(embeddings, loc, scale).sum(-1)
+        return GlobalSample(index, embeddings, masks, log_q_masks + log_q_embeddings)
+
+    def embedding_distribution(
+        self, index: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """loc, scale of q(e_t | m_t), broadcastable to (P, T_b, K)."""
+        raise NotImplementedError
+
+
+class MeanFieldGuide(_MaskGuide):
+    """Parameterizes q(M) q(E) with independent Normal embeddings."""
+
+    def __init__(self, n_perturbations: int, n_latent: int, temperature: float) -> None:
+        super().__init__(n_perturbations, n_latent, temperature)
+        self.embedding_loc = nn.Parameter(torch.zeros(n_perturbations, n_latent))
+        self.embedding_scale_raw = nn.Parameter(
+            torch.full((n_perturbations, n_latent), _SOFTPLUS_INVERSE_OF_ONE)
+        )
+
+    def embedding_distribution(
+        self, index: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = F.softplus(self.embedding_scale_raw[index]) + SCALE_FLOOR
+        return self.embedding_loc[index], scale
+
+
+class CorrelatedGuide(_MaskGuide):
+    """Parameterizes q(M) q(E | M): q(e_t | m_t) = Normal(g(m_t, t))."""
+
+    def __init__(self, n_perturbations: int, n_latent: int, temperature: float, *,
+                 n_hidden: int, n_layers: int) -> None:
+        super().__init__(n_perturbations, n_latent, temperature)
+        self.trunk = ResidualMLP(n_latent, n_hidden, n_layers)
+        self.perturbation_embedding = nn.Embedding(n_perturbations, n_hidden)
+        self.loc = nn.Linear(n_hidden, n_latent)
+        self.scale = nn.Linear(n_hidden, n_latent)
+
+    def embedding_distribution(
+        self, index: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # W [m_t; onehot(t)] = W_m m_t + u_t, with u_t a learned row per perturbation.
+        pre = self.trunk.input_layer(masks) + self.perturbation_embedding(index)
+        h = self.trunk.forward_hidden(pre)  # (P, T_b, n_hidden)
+        return self.loc(h), F.softplus(self.scale(h)) + SCALE_FLOOR

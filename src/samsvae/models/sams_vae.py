@@ -1,0 +1,145 @@
+r"""SAMS-VAE as a pure torch module.
+
+Generative model (Bereket & Karaletsos 2023), for cell i with dosage row d_i:
+
+    z_i^b ~ Normal(0, I_K)                      basal state
+    e_t   ~ Normal(0, s_e^2 I_K)                perturbation embedding (global)
+    m_tk  ~ Bernoulli(a)                        mask (global)
+    z_i   = z_i^b + sum_t d_it (e_t * m_t)      latent state
+    x_i   ~ p_theta(x | z_i, l_i)               decoder + likelihood head
+
+Guide: q(M) q(E | M) (``models.guides``) and q(z_i^b | x_i, shift_i) (``nn.BasalEncoder``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from samsvae.config import SAMSVAEConfig
+from samsvae.distributions import bernoulli_log_prob
+from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide, _normal_log_prob
+from samsvae.models.records import GlobalSample, LocalTerms
+from samsvae.nn import LIKELIHOOD_HEADS, BasalEncoder, ResidualMLP
+
+NORMALISATION_EPSILON = 1e-6
+
+
+def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
+    return -0.5 * value**2 - 0.5 * math.log(2 * math.pi)
+
+
+class SAMSVAEModule(nn.Module):
+    """SAMS-VAE model and guide for ``n_genes`` genes and ``n_perturbations`` perturbations.
+
+    Buffers (saved with the weights): ``gene_mean``/``gene_scale`` normalise the encoder input,
+    ``n_cells_per_perturbation`` holds n_t of the training cells (the plate sizes of the global
+    terms), ``reference_library_size`` is the median training library size used by ``predict``.
+    """
+
+    def __init__(self, n_genes: int, n_perturbations: int, config: SAMSVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.n_genes = n_genes
+        self.n_perturbations = n_perturbations
+        k, h, n_layers = config.n_latent, config.n_hidden, config.n_layers
+        if config.guide == "mean_field":
+            self.guide = MeanFieldGuide(n_perturbations, k, config.gumbel_temperature)
+        else:
+            self.guide = CorrelatedGuide(n_perturbations, k, config.gumbel_temperature,
+                                         n_hidden=h, n_layers=n_layers)
+        self.encoder = BasalEncoder(n_genes, k, h, n_layers,
+                                    use_shift=config.encoder_input == "x_and_shift")
+        self.decoder = ResidualMLP(k, h, n_layers)
+        self.likelihood = LIKELIHOOD_HEADS[config.likelihood](h, n_genes)
+        self.register_buffer("gene_mean", torch.zeros(n_genes))
+        self.register_buffer("gene_scale", torch.ones(n_genes))
+        self.register_buffer("n_cells_per_perturbation", torch.zeros(n_perturbations))
+        self.register_buffer("reference_library_size", torch.tensor(1e4))
+
+    # --- inputs -------------------------------------------------------------------------------
+    def transform_expression(self, x: torch.Tensor) -> torch.Tensor:
+        """log1p for count likelihoods, identity for ``normal``; before standardisation."""
+        return torch.log1p(x) if self.likelihood.uses_counts else x
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """(transform(x) - mean) / (std + eps) with per-gene training statistics."""
+        return (self.transform_expression(x) - self.gene_mean) / (
+            self.gene_scale + NORMALISATION_EPSILON
+        )
+
+    # --- global variables ---------------------------------------------------------------------
+    def sample_globals(
+        self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None = None
+    ) -> GlobalSample:
+        """Draw (E, M) ~ q for perturbations ``index``."""
+        return self.guide.sample(index, n_particles, generator)
+
+    def global_log_prior(self, sample: GlobalSample) -> torch.Tensor:
+        """log p(e_t) + log p(m_t) summed over latents, (n_particles, len(index))."""
+        log_p_masks = bernoulli_log_prob(
+            sample.masks, torch.logit(torch.tensor(self.config.mask_prior, dtype=sample.masks.dtype))
+        )
+        scale = torch.tensor(self.config.embedding_prior_scale, dtype=sample.embeddings.dtype)
+        log_p_embeddings = _normal_log_prob(sample.embeddings, torch.zeros_like(scale), scale)
+        return (log_p_masks + log_p_embeddings).sum(-1)
+
+    def mask_probabilities(self) -> torch.Tensor:
+        """q(m_tk = 1), (n_perturbations, n_latent)."""
+        return self.guide.mask_probabilities()
+
+    # --- local variables ----------------------------------------------------------------------
+    def latent_shift(self, dosage: torch.Tensor, sample: GlobalSample) -> torch.Tensor:
+        """sum_t d_it e_t * m_t for dosage (n_cells, len(index)) -> (n_particles, n_cells, K)."""
+        return torch.matmul(dosage, sample.shifts)
+
+    def encode(
+        self, counts: torch.Tensor, shift: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """loc, scale of q(z_basal | x, shift); (n_particles, n_cells, K) or (n_cells, K)."""
+        return self.encoder(self.normalise(counts), shift)
+
+    def local_terms(
+        self,
+        counts: torch.Tensor,
+        dosage: torch.Tensor,
+        library_size: torch.Tensor,
+        sample: GlobalSample,
+        basal_noise: torch.Tensor | None = None,
+    ) -> LocalTerms:
+        """Per-cell ELBO terms for one particle per global draw.
+
+        counts (n_cells, n_genes); dosage (n_cells, len(sample.index)); library_size (n_cells,);
+        basal_noise (n_particles, n_cells, K) fixes the reparameterisation noise when given.
+        """
+        shift = self.latent_shift(dosage, sample)  # (P, B, K)
+        loc, scale = self.encode(counts, shift)
+        loc, scale = loc.expand_as(shift), scale.expand_as(shift)
+        if basal_noise is None:
+            basal_noise = torch.randn_like(shift)
+        z_basal = loc + scale * basal_noise
+        hidden = self.decoder(z_basal + shift)  # (P, B, H): one GEMM over particles x cells
+        log_library = library_size.log()
+        log_likelihood = self.likelihood.data_terms(counts) + self.likelihood.mean_terms(
+            hidden, counts, log_library
+        )
+        return LocalTerms(
+            log_likelihood=log_likelihood,
+            log_p_basal=_standard_normal_log_prob(z_basal).sum(-1),
+            log_q_basal=_normal_log_prob(z_basal, loc, scale).sum(-1),
+        )
+
+    # --- generation ---------------------------------------------------------------------------
+    def generate(
+        self, dosage: torch.Tensor, sample: GlobalSample, library_size: float | torch.Tensor
+    ) -> torch.Tensor:
+        """Sample x for dosage rows (n_rows, len(index)) under each global draw, with z_b ~ p.
+
+        Returns (n_particles, n_rows, n_genes).
+        """
+        shift = self.latent_shift(dosage, sample)
+        z = torch.randn_like(shift) + shift
+        log_library = torch.as_tensor(library_size, dtype=z.dtype, device=z.device).log()
+        return self.likelihood.sample(self.decoder(z), log_library.expand(z.shape[:-1]))

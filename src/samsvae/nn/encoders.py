@@ -1,0 +1,41 @@
+"""Encoder that parameterizes q(z_basal | x, shift)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samsvae.nn.networks import ResidualMLP
+
+SCALE_FLOOR = 1e-4
+
+
+class BasalEncoder(nn.Module):
+    """Parameterizes q(z_basal | x, shift) = Normal(loc, scale).
+
+    The input is ``[normalised x, shift]``; its first layer is split so that the expression part,
+    identical for every particle, is multiplied once per cell: W [x; s] = W_x x + W_s s.
+    ``use_shift=False`` feeds x only.
+    """
+
+    def __init__(self, n_genes: int, n_latent: int, n_hidden: int, n_layers: int, *,
+                 use_shift: bool) -> None:
+        super().__init__()
+        self.trunk = ResidualMLP(n_genes, n_hidden, n_layers)
+        self.shift_layer = nn.Linear(n_latent, n_hidden, bias=False) if use_shift else None
+        self.loc = nn.Linear(n_hidden, n_latent)
+        self.scale = nn.Linear(n_hidden, n_latent)
+
+    def forward(
+        self, x_normalised: torch.Tensor, shift: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_normalised (n_cells, n_genes), shift (n_particles, n_cells, n_latent) -> loc, scale.
+
+        Both outputs are (n_particles, n_cells, n_latent) with a shift, else (n_cells, n_latent).
+        """
+        pre = self.trunk.input_layer(x_normalised)  # (n_cells, n_hidden), once per cell
+        if self.shift_layer is not None and shift is not None:
+            pre = pre + self.shift_layer(shift)  # (n_particles, n_cells, n_hidden)
+        h = self.trunk.forward_hidden(pre)
+        return self.loc(h), F.softplus(self.scale(h)) + SCALE_FLOOR

@@ -1,0 +1,63 @@
+"""Mask heatmap, treatment-effect scatter and training curves (numpy, pandas, matplotlib only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def mask_heatmap(probabilities: pd.DataFrame, *, ax: Axes | None = None,
+                 title: str = "q(mask = 1)") -> Axes:
+    """Heatmap of mask inclusion probabilities, perturbations (rows) x latent dimensions."""
+    ax = _axes(ax, (6, max(3, 0.12 * probabilities.shape[0])))
+    image = ax.imshow(probabilities.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                      interpolation="nearest")
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("perturbation")
+    if probabilities.shape[0] <= 60:
+        ax.set_yticks(range(probabilities.shape[0]), probabilities.index, fontsize=5)
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax)
+    return ax
+
+
+def ate_scatter(predicted: np.ndarray, observed: np.ndarray, *, ax: Axes | None = None,
+                title: str = "average treatment effects") -> Axes:
+    """Predicted against observed effects (all interventions x genes) with Pearson r annotated."""
+    ax = _axes(ax, (4.5, 4.5))
+    x, y = np.ravel(observed), np.ravel(predicted)
+    ax.scatter(x, y, s=3, alpha=0.4, linewidths=0)
+    low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    ax.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
+    r = np.corrcoef(x, y)[0, 1] if x.std() > 0 and y.std() > 0 else float("nan")
+    ax.text(0.04, 0.94, f"r = {r:.3f}", transform=ax.transAxes, va="top")
+    ax.set_xlabel("observed ATE")
+    ax.set_ylabel("predicted ATE")
+    ax.set_title(title)
+    return ax
+
+
+def training_curves(history: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Training and validation loss per epoch."""
+    ax = _axes(ax, (5, 3.5))
+    for column in ("train_loss", "val_loss"):
+        if column in history:
+            ax.plot(history["epoch"], history[column], label=column)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative ELBO per cell")
+    ax.legend()
+    return ax
