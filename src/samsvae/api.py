@@ -67,7 +67,8 @@ class PerturbationModel:
                 raise ValueError(msg)
             design = self._design_from_setup(adata)
         self.design = design
-        self.module = self.module_cls(design.n_genes, design.n_perturbations, config)
+        with _seeded(0):  # the same configuration always starts from the same weights
+            self.module = self.module_cls(design.n_genes, design.n_perturbations, config)
         self.history: pd.DataFrame | None = None
         self.is_trained = False
         if adata is not None:

@@ -141,6 +141,8 @@ def fit(
         # We slice batches in-process on purpose; extra DataLoader workers would only copy CSR rows.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        # Lightning 2.6 still builds torch's deprecated LeafSpec; harmless, fixed upstream.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader)
     return {"history": history.records, "best_epoch": best.best_epoch, "best_loss": best.best}
 

@@ -1,0 +1,165 @@
+"""The user-facing SAMSVAE class on a tiny simulated screen."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+import samsvae
+
+FAST = {"max_epochs": 2, "batch_size": 64, "progress_bar": False}
+
+
+def _parameters(model: samsvae.SAMSVAE) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+
+
+def test_setup_anndata_only_writes_its_uns_entry(tiny_adata: ad.AnnData) -> None:
+    before = tiny_adata.copy()
+    samsvae.SAMSVAE.setup_anndata(tiny_adata, perturbation_key="perturbation", control="control")
+    model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    model.train(**FAST)
+    assert set(tiny_adata.uns) - set(before.uns) == {"samsvae"}
+    assert (tiny_adata.X != before.X).nnz == 0
+    pd.testing.assert_frame_equal(tiny_adata.obs, before.obs)
+    assert list(tiny_adata.obsm) == list(before.obsm)
+
+
+def test_train_records_history_and_getters_have_documented_shapes(
+    tiny_model: samsvae.SAMSVAE,
+) -> None:
+    tiny_model.train(**FAST)
+    assert list(tiny_model.history["epoch"]) == [0, 1]
+    assert np.isfinite(tiny_model.history[["train_loss", "val_loss"]].to_numpy()).all()
+    n_obs = tiny_model.adata.n_obs
+    assert tiny_model.get_latent_representation().shape == (n_obs, 4)
+    assert tiny_model.get_latent_representation(latent="full").shape == (n_obs, 4)
+    probabilities = tiny_model.get_mask_probabilities()
+    assert probabilities.shape == (6, 4)
+    assert list(probabilities.index) == [f"P{t}" for t in range(6)]
+    assert ((probabilities > 0) & (probabilities < 1)).all().all()
+
+
+def test_predict_generates_cells_for_singles_and_unseen_combinations(
+    tiny_model: samsvae.SAMSVAE,
+) -> None:
+    tiny_model.train(**FAST)
+    generated = tiny_model.predict(["P0", "P1+P5", "control"], n_samples=7)
+    assert generated.shape == (21, 24)
+    assert generated.obs["perturbation"].value_counts().to_dict() == {
+        "P0": 7, "P1+P5": 7, "control": 7}
+    assert np.all(generated.X >= 0) and np.all(generated.X == np.round(generated.X))
+    with pytest.raises(ValueError, match=r"Unknown perturbations \['P9'\]"):
+        tiny_model.predict(["P9"], n_samples=2)
+
+
+def test_average_treatment_effects_are_interventions_by_genes(
+    tiny_model: samsvae.SAMSVAE,
+) -> None:
+    tiny_model.train(**FAST)
+    effects = tiny_model.average_treatment_effects(["P0", "P0+P1"], n_samples=200)
+    assert effects.shape == (2, 24)
+    assert list(effects.obs_names) == ["P0", "P0+P1"]
+    assert np.isfinite(effects.X).all()
+    everything = tiny_model.average_treatment_effects(n_samples=50)
+    assert everything.n_obs == 6 + 4  # every observed single and combination
+    again = tiny_model.average_treatment_effects(["P0", "P0+P1"], n_samples=200)
+    np.testing.assert_array_equal(effects.X, again.X)  # seeded
+
+
+def test_iwelbo_of_held_out_cells_is_finite_and_improves_with_training(
+    tiny_adata: ad.AnnData,
+) -> None:
+    test = tiny_adata[::5].copy()
+    train = tiny_adata[np.arange(tiny_adata.n_obs) % 5 != 0].copy()
+    samsvae.SAMSVAE.setup_anndata(train)
+    model = samsvae.SAMSVAE(train, n_latent=4, n_hidden=16, n_particles=3)
+    model._set_training_statistics(*_dataset_and_rows(model))
+    before = model.iwelbo(test, n_particles=20)
+    model.train(max_epochs=30, batch_size=64, lr=3e-3, progress_bar=False)
+    after = model.iwelbo(test, n_particles=20)
+    assert np.isfinite(before) and np.isfinite(after)
+    assert after > before + 1.0
+
+
+def _dataset_and_rows(model: samsvae.SAMSVAE):
+    _, dataset = model._dataset(None)
+    return dataset, np.arange(len(dataset))
+
+
+def test_same_seed_gives_identical_parameters_and_another_seed_does_not(
+    tiny_adata: ad.AnnData,
+) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    runs = []
+    for seed in (0, 0, 1):
+        model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16, guide="correlated")
+        model.train(seed=seed, **FAST)
+        runs.append(_parameters(model))
+    for key in runs[0]:
+        torch.testing.assert_close(runs[0][key], runs[1][key], rtol=0, atol=0)
+    assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_dense_and_csr_counts_train_identically(tiny_adata: ad.AnnData) -> None:
+    dense = tiny_adata.copy()
+    dense.X = np.asarray(dense.X.toarray())
+    results = []
+    for data in (tiny_adata, dense):
+        samsvae.SAMSVAE.setup_anndata(data)
+        model = samsvae.SAMSVAE(data, n_latent=4, n_hidden=16)
+        model.train(**FAST)
+        results.append(_parameters(model))
+    for key in results[0]:
+        torch.testing.assert_close(results[0][key], results[1][key])
+
+
+def test_ready_dosage_matrix_in_obsm_matches_labels(tiny_adata: ad.AnnData) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    from_labels = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    dosage = from_labels._dosage(tiny_adata)
+    tiny_adata.obsm["dosage"] = pd.DataFrame(dosage.toarray(), index=tiny_adata.obs_names,
+                                             columns=list(from_labels.design.perturbations))
+    samsvae.SAMSVAE.setup_anndata(tiny_adata, perturbation_key=None, dosage_key="dosage")
+    from_obsm = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    assert from_obsm.design.perturbations == from_labels.design.perturbations
+    assert (from_obsm._dosage(tiny_adata) != dosage).nnz == 0
+    from_obsm.train(**FAST)
+
+
+def test_layer_counts_are_used_when_given(tiny_adata: ad.AnnData) -> None:
+    tiny_adata.layers["counts"] = tiny_adata.X.copy()
+    tiny_adata.X = sp.csr_matrix(np.log1p(tiny_adata.X.toarray()))  # not counts
+    with pytest.raises(ValueError, match="non-integer"):
+        samsvae.SAMSVAE.setup_anndata(tiny_adata)
+        samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    samsvae.SAMSVAE.setup_anndata(tiny_adata, layer="counts")
+    samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16).train(**FAST)
+
+
+def test_normal_likelihood_trains_on_real_valued_data() -> None:
+    adata = samsvae.datasets.simulate(n_perturbations=4, n_combinations=2, n_genes=12,
+                                      n_cells_per_perturbation=20, n_cells_per_combination=20,
+                                      n_control_cells=40, likelihood="normal", seed=3)
+    assert np.any(adata.X < 0)
+    samsvae.SAMSVAE.setup_anndata(adata)
+    model = samsvae.SAMSVAE(adata, n_latent=4, n_hidden=16, likelihood="normal")
+    model.train(**FAST)
+    effects = model.average_treatment_effects(["P0+P1"], method="mean", n_samples=100)
+    assert np.isfinite(effects.X).all()
+
+
+def test_user_class_signature_equals_config_fields() -> None:
+    import dataclasses
+    import inspect
+
+    from samsvae.config import SAMSVAEConfig
+
+    parameters = inspect.signature(samsvae.SAMSVAE.__init__).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(SAMSVAEConfig)}
+    user = {name: p.default for name, p in parameters.items() if name not in ("self", "adata")}
+    assert user == fields

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from samsvae.data import CellDataset, PerturbationDesign, gene_statistics, vocabulary_from_labels
+from samsvae.data.validate import check_perturbation_requests
+
+
+def _design() -> PerturbationDesign:
+    return PerturbationDesign(perturbations=("A", "B", "C"), genes=("g0", "g1"), control="ctrl")
+
+
+def test_vocabulary_splits_combinations_and_drops_the_control() -> None:
+    labels = ["ctrl", "B", "A+C", "C + B", "ctrl+A"]
+    assert vocabulary_from_labels(labels, "ctrl", "+") == ("A", "B", "C")
+
+
+def test_combinations_encode_as_sums_of_singles_and_controls_as_zero_rows() -> None:
+    dosage = _design().encode(["ctrl", "A", "A+C", "B+C", "C"])
+    assert sp.isspmatrix_csr(dosage)
+    expected = np.array([[0, 0, 0], [1, 0, 0], [1, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=np.float32)
+    np.testing.assert_array_equal(dosage.toarray(), expected)
+
+
+def test_design_round_trips_through_a_dict() -> None:
+    design = _design()
+    assert PerturbationDesign.from_dict(design.to_dict()) == design
+
+
+def test_unknown_perturbation_request_lists_close_matches() -> None:
+    with pytest.raises(ValueError, match=r"Unknown perturbations \['D'\]"):
+        check_perturbation_requests(["A+D"], _design())
+    assert check_perturbation_requests(["A+B", "ctrl"], _design()) == ["A+B", "ctrl"]
+
+
+@pytest.mark.parametrize("log1p", [True, False])
+def test_gene_statistics_of_csr_equal_dense(log1p: bool) -> None:
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(1.0, size=(50, 6)).astype(np.float32)
+    dense[:, 3] = 0  # a zero-variance gene
+    rows = np.arange(0, 50, 2)
+    mean_s, std_s = gene_statistics(sp.csr_matrix(dense), rows, log1p=log1p)
+    mean_d, std_d = gene_statistics(dense, rows, log1p=log1p)
+    values = np.log1p(dense[rows]) if log1p else dense[rows]
+    np.testing.assert_allclose(mean_s, values.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std_s, values.std(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(mean_d, mean_s, rtol=1e-6)
+    assert std_s[3] == 0
+
+
+def test_batches_carry_only_present_perturbations_and_match_dense() -> None:
+    rng = np.random.default_rng(1)
+    dense = rng.poisson(2.0, size=(8, 5)).astype(np.float32)
+    dosage = _design().encode(["ctrl", "A", "A", "C", "ctrl", "A+C", "B", "ctrl"])
+    rows = [0, 1, 3, 5]
+    sparse_batch = CellDataset(sp.csr_matrix(dense), dosage)[rows]
+    dense_batch = CellDataset(dense, dosage)[rows]
+    assert sparse_batch.perturbation_index.tolist() == [0, 2]  # B is absent from these rows
+    np.testing.assert_array_equal(sparse_batch.dosage.numpy(),
+                                  [[0, 0], [1, 0], [0, 1], [1, 1]])
+    np.testing.assert_array_equal(sparse_batch.counts.numpy(), dense[rows])
+    np.testing.assert_array_equal(sparse_batch.counts.numpy(), dense_batch.counts.numpy())
+    np.testing.assert_array_equal(sparse_batch.library_size.numpy(),
+                                  np.maximum(dense[rows].sum(1), 1))

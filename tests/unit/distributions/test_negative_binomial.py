@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+
+from samsvae.distributions import nb_data_terms, nb_log_prob, nb_mean_terms, nb_sample
+
+
+def test_nb_log_prob_matches_scipy(float64: None) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, size=(7, 11)).astype(float)
+    mu = rng.gamma(2.0, 5.0, size=(7, 11))
+    theta = rng.gamma(2.0, 2.0, size=11)
+    expected = stats.nbinom.logpmf(x, theta, theta / (theta + mu))
+    result = nb_log_prob(torch.tensor(x), torch.tensor(np.log(mu)), torch.tensor(np.log(theta)))
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_nb_data_and_mean_terms_sum_to_the_full_log_prob(float64: None) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.poisson(torch.full((4, 6), 3.0), generator=generator)
+    log_mu = torch.randn(3, 4, 6, generator=generator)  # 3 particles share the data terms
+    log_theta = torch.randn(6, generator=generator)
+    split = nb_data_terms(x, log_theta) + nb_mean_terms(x, log_mu, log_theta)
+    torch.testing.assert_close(split, nb_log_prob(x, log_mu, log_theta))
+
+
+def test_nb_sample_moments_match_mean_and_dispersion() -> None:
+    torch.manual_seed(0)
+    mu, theta = 8.0, 2.0
+    draws = nb_sample(torch.full((200_000,), mu).log(), torch.tensor(theta).log())
+    assert abs(draws.mean().item() - mu) < 0.1
+    assert abs(draws.var().item() - (mu + mu**2 / theta)) < 1.0
