@@ -186,6 +186,7 @@ class PerturbationModel:
         max_steps: int | None = None,
         batch_size: int = 512,
         lr: float = 3e-4,
+        global_lr: float | None = None,
         weight_decay: float = 1e-6,
         train_size: float = 0.9,
         seed: int = 0,
@@ -198,13 +199,14 @@ class PerturbationModel:
     ) -> None:
         """Fit by maximising the plated ELBO with Adam; keep the best-validation weights.
 
-        ``train_size`` of the cells (seeded split) are used for training, the rest for validation.
+        ``global_lr`` is the learning rate of the guide of the global variables (mask logits,
+        embeddings); ``None`` uses ``lr``. ``train_size`` of the cells (seeded split) are used for training, the rest for validation.
         Per-gene normalisation statistics, library sizes and the plate sizes n_t come from the
         training cells. The per-epoch losses end up in ``model.history``.
         """
         config = TrainConfig(
             max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, train_size=train_size, seed=seed,
+            global_lr=global_lr, weight_decay=weight_decay, train_size=train_size, seed=seed,
             early_stopping=early_stopping, early_stopping_patience=early_stopping_patience,
             gradient_clip_val=gradient_clip_val, accelerator=accelerator, devices=devices,
             progress_bar=progress_bar)

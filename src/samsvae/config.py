@@ -69,6 +69,7 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 512
     lr: float = 3e-4
+    global_lr: float | None = None
     weight_decay: float = 1e-6
     train_size: float = 0.9
     seed: int = 0
@@ -87,6 +88,8 @@ class TrainConfig:
         _check_positive_int("batch_size", self.batch_size)
         _check_positive_int("early_stopping_patience", self.early_stopping_patience)
         _check_positive("lr", self.lr)
+        if self.global_lr is not None:
+            _check_positive("global_lr", self.global_lr)
         if self.weight_decay < 0:
             msg = f"weight_decay={self.weight_decay!r} must be >= 0."
             raise ValueError(msg)

@@ -15,6 +15,7 @@ from samsvae.evaluate import (
     additive_effects,
     ate_metrics,
     data_average_treatment_effects,
+    mask_auroc,
     mask_recovery,
 )
 
@@ -36,7 +37,9 @@ class QuickstartSettings:
     mask_prior: float = 2 / 15
     guide: str = "mean_field"
     max_epochs: int = 60
+    batch_size: int = 512
     lr: float = 1e-3
+    global_lr: float | None = 1e-2
     ate_samples: int = 2500
     iwelbo_particles: int = 100
     seed: int = 0
@@ -74,7 +77,7 @@ def run_quickstart(out: str | Path, settings: QuickstartSettings, *,
     SAMSVAE.setup_anndata(train, perturbation_key="perturbation", control="control")
     model = SAMSVAE(train, n_latent=s.model_latent, n_hidden=s.n_hidden, mask_prior=s.mask_prior,
                     guide=s.guide)  # type: ignore[arg-type]
-    model.train(max_epochs=s.max_epochs, lr=s.lr, seed=s.seed, progress_bar=progress_bar)
+    model.train(max_epochs=s.max_epochs, batch_size=s.batch_size, lr=s.lr, global_lr=s.global_lr, seed=s.seed, progress_bar=progress_bar)
     metrics = evaluate_on_simulation(model, adata, test, held_out, settings)
     ate = metrics.pop("_ate")
     model.save(out / "model", overwrite=True)
@@ -95,12 +98,13 @@ def evaluate_on_simulation(model: SAMSVAE, adata: Any, test: Any, held_out: list
     predicted = model.average_treatment_effects(held_out, n_samples=settings.ate_samples,
                                                 seed=settings.seed).X
     additive = additive_effects(held_out, single_effects)
-    estimated_masks = model.get_mask_probabilities().to_numpy() > 0.5
+    probabilities = model.get_mask_probabilities().to_numpy()
     true_masks = np.asarray(adata.uns["simulation"]["masks"])
     model_ate = ate_metrics(predicted, observed)
     additive_ate = ate_metrics(additive, observed)
     return {
-        **mask_recovery(estimated_masks, true_masks),
+        **mask_recovery(probabilities > 0.5, true_masks),
+        "mask_auroc": mask_auroc(probabilities, true_masks),
         "heldout_iwelbo": model.iwelbo(test, n_particles=settings.iwelbo_particles),
         **{f"heldout_combo_{k}": v for k, v in model_ate.items()},
         **{f"additive_baseline_{k}": v for k, v in additive_ate.items()},

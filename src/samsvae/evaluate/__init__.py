@@ -5,12 +5,13 @@ from __future__ import annotations
 from samsvae.evaluate.ate import data_average_treatment_effects, model_average_treatment_effects
 from samsvae.evaluate.baselines import additive_effects
 from samsvae.evaluate.likelihood import predictive_iwelbo
-from samsvae.evaluate.metrics import ate_metrics, mask_recovery, pearson_r, r_squared
+from samsvae.evaluate.metrics import ate_metrics, mask_auroc, mask_recovery, pearson_r, r_squared
 
 __all__ = [
     "additive_effects",
     "ate_metrics",
     "data_average_treatment_effects",
+    "mask_auroc",
     "mask_recovery",
     "model_average_treatment_effects",
     "pearson_r",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.stats import rankdata
 
 
 def pearson_r(predicted: np.ndarray, observed: np.ndarray) -> float:
@@ -72,3 +73,22 @@ def mask_recovery(estimated: np.ndarray, true: np.ndarray) -> dict[str, float]:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"mask_precision": precision, "mask_recall": recall, "mask_f1": f1,
             "mask_active_estimated": int(n_predicted), "mask_active_true": int(n_true)}
+
+
+def mask_auroc(probabilities: np.ndarray, true: np.ndarray) -> float:
+    """Area under the ROC curve of q(m = 1) for the true mask entries, after matching dimensions.
+
+    Threshold-free: 1.0 when every true entry has a higher inclusion probability than every false
+    one, 0.5 for an uninformative ranking. Dimensions are matched on expected co-activation.
+    """
+    true = true.astype(bool)
+    matched = match_latent_dimensions(probabilities, true)
+    aligned = np.zeros(true.shape)
+    valid = matched >= 0
+    aligned[:, valid] = probabilities[:, matched[valid]]
+    positives, negatives = aligned[true], aligned[~true]
+    if len(positives) == 0 or len(negatives) == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([positives, negatives]))
+    rank_sum = ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2
+    return float(rank_sum / (len(positives) * len(negatives)))

@@ -40,11 +40,12 @@ class TrainingPlan(L.LightningModule):
     """Optimises ``module`` by the negative plated ELBO with ``n_particles`` particles."""
 
     def __init__(self, module: SAMSVAEModule, *, n_particles: int, lr: float,
-                 weight_decay: float) -> None:
+                 global_lr: float | None, weight_decay: float) -> None:
         super().__init__()
         self.module = module
         self.n_particles = n_particles
         self.lr = lr
+        self.global_lr = lr if global_lr is None else global_lr
         self.weight_decay = weight_decay
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -60,8 +61,14 @@ class TrainingPlan(L.LightningModule):
                  batch_size=batch.counts.shape[0], prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.module.parameters(), lr=self.lr,
-                                weight_decay=self.weight_decay)
+        # The guide of the global variables gets its own learning rate: its parameters see one
+        # update per batch in which their perturbation appears, and Adam moves each by at most
+        # about lr per step, so mask logits need many steps to leave their initial value.
+        global_ids = {id(p) for p in self.module.guide.parameters()}
+        local = [p for p in self.module.parameters() if id(p) not in global_ids]
+        groups = [{"params": local, "lr": self.lr},
+                  {"params": list(self.module.guide.parameters()), "lr": self.global_lr}]
+        return torch.optim.Adam(groups, weight_decay=self.weight_decay)
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device,
                                  dataloader_idx: int) -> Batch:
@@ -117,7 +124,7 @@ def fit(
     """
     torch.manual_seed(config.seed)
     plan = TrainingPlan(module, n_particles=n_particles, lr=config.lr,
-                        weight_decay=config.weight_decay)
+                        global_lr=config.global_lr, weight_decay=config.weight_decay)
     monitor = "val_loss" if val_loader is not None else "train_loss"
     best, history = BestWeights(monitor), History()
     callbacks: list[Callback] = [best, history]

@@ -6,7 +6,7 @@ import torch
 
 from samsvae.evaluate.ate import data_average_treatment_effects, transform
 from samsvae.evaluate.baselines import additive_effects
-from samsvae.evaluate.metrics import ate_metrics, mask_recovery, pearson_r, r_squared
+from samsvae.evaluate.metrics import ate_metrics, mask_auroc, mask_recovery, pearson_r, r_squared
 
 
 def test_mask_recovery_is_invariant_to_permuting_latent_dimensions() -> None:
@@ -56,3 +56,15 @@ def test_data_ate_and_additive_baseline() -> None:
     np.testing.assert_allclose(effects, [[0.0, 2.0], [2.0, 4.0], [5.0, 6.0]])
     additive = additive_effects(["A+B"], {"A": effects[0], "B": effects[1]})
     np.testing.assert_allclose(additive, [[2.0, 6.0]])
+
+
+def test_mask_auroc_is_one_for_a_perfect_ranking_and_half_for_a_constant() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.random((30, 5)) < 0.3
+    perfect = np.where(true, 0.9, 0.1)[:, [2, 0, 1, 4, 3]]
+    assert mask_auroc(perfect, true) == pytest.approx(1.0)
+    assert mask_auroc(np.full(true.shape, 0.5), true) == pytest.approx(0.5)
+    # Hand-made: positives 0.8, 0.4; negatives 0.6, 0.2 -> pairs won 3 of 4.
+    probabilities = np.array([[0.8], [0.6], [0.4], [0.2]])
+    truth = np.array([[1], [0], [1], [0]], dtype=bool)
+    assert mask_auroc(probabilities, truth) == pytest.approx(0.75)
