@@ -39,7 +39,7 @@ class QuickstartSettings:
     max_epochs: int = 60
     batch_size: int = 512
     lr: float = 1e-3
-    global_lr: float | None = 1e-2
+    global_lr: float | None = 3e-2
     ate_samples: int = 2500
     iwelbo_particles: int = 100
     seed: int = 0
@@ -99,7 +99,7 @@ def evaluate_on_simulation(model: SAMSVAE, adata: Any, test: Any, held_out: list
                                                 seed=settings.seed).X
     additive = additive_effects(held_out, single_effects)
     probabilities = model.get_mask_probabilities().to_numpy()
-    true_masks = np.asarray(adata.uns["simulation"]["masks"])
+    true_masks = simulated_masks_in_model_order(adata, model.design.perturbations)
     model_ate = ate_metrics(predicted, observed)
     additive_ate = ate_metrics(additive, observed)
     return {
@@ -115,6 +115,13 @@ def evaluate_on_simulation(model: SAMSVAE, adata: Any, test: Any, held_out: list
         "settings": settings.__dict__,
         "_ate": (predicted, observed),
     }
+
+
+def simulated_masks_in_model_order(adata: Any, perturbations: tuple[str, ...]) -> np.ndarray:
+    """True simulation masks with rows reordered to the model's (sorted) perturbation vocabulary."""
+    simulation = adata.uns["simulation"]
+    row = {str(name): i for i, name in enumerate(simulation["perturbations"])}
+    return np.asarray(simulation["masks"])[[row[p] for p in perturbations]]
 
 
 def _write_figures(out: Path, model: SAMSVAE, ate: tuple[np.ndarray, np.ndarray]) -> None:

@@ -27,3 +27,19 @@ def test_held_out_combinations_and_masks_are_recovered_on_a_small_simulation(
     assert np.isfinite(metrics["heldout_iwelbo"])
     for name in ("metrics.json", "mask_heatmap.png", "ate_scatter.png", "training_curves.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_true_masks_are_aligned_to_the_model_vocabulary() -> None:
+    from samsvae.datasets import simulate
+    from samsvae.evaluate.metrics import mask_recovery
+    from samsvae.workflows import simulated_masks_in_model_order
+
+    adata = simulate(n_perturbations=12, n_combinations=0, n_cells_per_perturbation=2,
+                     n_control_cells=2, n_genes=5, seed=0)
+    names = tuple(sorted(map(str, adata.uns["simulation"]["perturbations"])))  # P0, P1, P10, ...
+    aligned = simulated_masks_in_model_order(adata, names)
+    by_name = dict(zip(adata.uns["simulation"]["perturbations"], adata.uns["simulation"]["masks"],
+                       strict=True))
+    for row, name in zip(aligned, names, strict=True):
+        np.testing.assert_array_equal(row, by_name[name])
+    assert mask_recovery(aligned.astype(bool), aligned)["mask_f1"] == 1.0

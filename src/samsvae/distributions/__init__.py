@@ -6,6 +6,7 @@ from samsvae.distributions.negative_binomial import (
     nb_data_terms,
     nb_log_prob,
     nb_mean_terms,
+    nb_mean_terms_from_logits,
     nb_sample,
 )
 from samsvae.distributions.straight_through import (
@@ -18,6 +19,7 @@ __all__ = [
     "nb_data_terms",
     "nb_log_prob",
     "nb_mean_terms",
+    "nb_mean_terms_from_logits",
     "nb_sample",
     "sample_straight_through_bernoulli",
 ]

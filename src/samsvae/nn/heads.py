@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samsvae.distributions import nb_data_terms, nb_mean_terms, nb_sample
+from samsvae.distributions import nb_data_terms, nb_mean_terms_from_logits, nb_sample
 
 VARIANCE_FLOOR = 1e-4
 
@@ -58,7 +58,7 @@ class NegativeBinomialHead(LikelihoodHead):
         return nb_data_terms(x, self.log_theta).sum(-1)
 
     def mean_terms(self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return nb_mean_terms(x, self._log_mu(h, log_library), self.log_theta).sum(-1)
+        return nb_mean_terms_from_logits(self.logits(h), x, log_library, self.log_theta)
 
     def mean(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
         return self._log_mu(h, log_library).exp()

@@ -4,7 +4,13 @@ import numpy as np
 import torch
 from scipy import stats
 
-from samsvae.distributions import nb_data_terms, nb_log_prob, nb_mean_terms, nb_sample
+from samsvae.distributions import (
+    nb_data_terms,
+    nb_log_prob,
+    nb_mean_terms,
+    nb_mean_terms_from_logits,
+    nb_sample,
+)
 
 
 def test_nb_log_prob_matches_scipy(float64: None) -> None:
@@ -32,3 +38,26 @@ def test_nb_sample_moments_match_mean_and_dispersion() -> None:
     draws = nb_sample(torch.full((200_000,), mu).log(), torch.tensor(theta).log())
     assert abs(draws.mean().item() - mu) < 0.1
     assert abs(draws.var().item() - (mu + mu**2 / theta)) < 1.0
+
+
+def test_fused_nb_terms_from_logits_match_autograd_values_and_gradients(float64: None) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.poisson(torch.full((6, 9), 3.0), generator=generator)
+    log_library = x.sum(1).clamp(min=1).log()
+    logits = torch.randn(4, 6, 9, generator=generator, requires_grad=True)
+    log_theta = torch.randn(9, generator=generator, requires_grad=True)
+    weights = torch.randn(4, 6, generator=generator)
+
+    fused = nb_mean_terms_from_logits(logits, x, log_library, log_theta)
+    grads_fused = torch.autograd.grad((fused * weights).sum(), (logits, log_theta))
+    log_mu = log_library.unsqueeze(-1) + torch.log_softmax(logits, -1)
+    reference = nb_mean_terms(x, log_mu, log_theta).sum(-1)
+    grads_reference = torch.autograd.grad((reference * weights).sum(), (logits, log_theta))
+
+    torch.testing.assert_close(fused, reference)
+    for got, expected in zip(grads_fused, grads_reference, strict=True):
+        torch.testing.assert_close(got, expected)
+    assert torch.autograd.gradcheck(
+        lambda lg, lt: nb_mean_terms_from_logits(lg, x[:2, :3], log_library[:2], lt),
+        (logits.detach()[:1, :2, :3].clone().requires_grad_(),
+         log_theta.detach()[:3].clone().requires_grad_()))

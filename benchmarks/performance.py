@@ -1,0 +1,233 @@
+"""Training and ATE throughput against the machine's own matrix-multiply peak (DESIGN.md §8).
+
+One process, one run: measures the fp32 GEMM peak, then for each configuration and guide the
+training throughput of the real data path (CSR row slicing) + plated ELBO + backward + Adam, the
+analytic FLOPs per cell, and efficiency = achieved FLOP/s / GEMM peak; then the time of a full ATE
+(every perturbation, 2,500 particles) at Replogle scale against one training epoch, and peak memory.
+Writes JSON and a markdown table.
+
+    python benchmarks/performance.py                       # CPU, all configurations
+    python benchmarks/performance.py --device cuda         # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from samsvae.config import SAMSVAEConfig
+from samsvae.data import CellDataset, make_loader
+from samsvae.evaluate.ate import model_average_treatment_effects
+from samsvae.inference.objectives import minibatch_elbo
+from samsvae.models import SAMSVAEModule
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    n_genes: int
+    n_perturbations: int
+    n_latent: int
+    n_hidden: int
+    n_particles: int
+    batch_size: int
+    n_train_cells: int
+
+
+WORKLOADS = {
+    "replogle": Workload("replogle", 1187, 722, 100, 400, 5, 512, 75_000),
+    "norman": Workload("norman", 5000, 237, 200, 400, 5, 512, 70_000),
+}
+
+
+def gemm_peak(device: torch.device, size: int = 4096, repeats: int = 10) -> float:
+    """Best FLOP/s of a large fp32 matrix product over ``repeats`` timed runs."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats + 2):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def flops_per_cell(w: Workload, guide: str, perturbations_per_batch: float) -> float:
+    """Analytic training FLOPs per cell: 2 forward + 4 backward per multiply-add of a weight.
+
+    The encoder's expression layer (G x H) runs once per cell and needs no input gradient
+    (4 FLOP per multiply-add); everything else runs once per particle (6 FLOP per multiply-add).
+    The correlated guide's network runs once per particle and perturbation present in the batch.
+    """
+    g, k, h, p = w.n_genes, w.n_latent, w.n_hidden, w.n_particles
+    encoder_per_particle = k * h + 2 * h * k
+    decoder_per_particle = k * h + h * g
+    total = 4 * g * h + 6 * p * (encoder_per_particle + decoder_per_particle)
+    if guide == "correlated":
+        total += 6 * p * (k * h + 2 * h * k) * perturbations_per_batch / w.batch_size
+    return float(total)
+
+
+def synthetic_data(w: Workload, n_cells: int, seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Sparse NB-like counts (about 10% non-zero) and one perturbation per cell (10% controls)."""
+    rng = np.random.default_rng(seed)
+    counts = sp.random(n_cells, w.n_genes, density=0.1, format="csr", random_state=seed,
+                       data_rvs=lambda n: rng.poisson(3.0, n) + 1.0).astype(np.float32)
+    labels = rng.integers(0, w.n_perturbations, n_cells)
+    perturbed = rng.random(n_cells) > 0.1
+    dosage = sp.csr_matrix((np.ones(perturbed.sum(), dtype=np.float32),
+                            (np.flatnonzero(perturbed), labels[perturbed])),
+                           shape=(n_cells, w.n_perturbations))
+    return counts, dosage
+
+
+def build_module(w: Workload, guide: str, dosage: sp.csr_matrix,
+                 device: torch.device) -> SAMSVAEModule:
+    torch.manual_seed(0)
+    config = SAMSVAEConfig(n_latent=w.n_latent, n_hidden=w.n_hidden, n_particles=w.n_particles,
+                           guide=guide)  # type: ignore[arg-type]
+    module = SAMSVAEModule(w.n_genes, w.n_perturbations, config)
+    n_t = np.asarray((dosage != 0).sum(0)).ravel()
+    module.n_cells_per_perturbation.copy_(torch.as_tensor(n_t, dtype=torch.float32))
+    return module.to(device)
+
+
+def time_training(w: Workload, guide: str, device: torch.device, n_steps: int) -> dict:
+    """Steps/s of loader + ELBO + backward + Adam over ``n_steps`` after 3 warm-up steps."""
+    counts, dosage = synthetic_data(w, w.batch_size * (n_steps + 3))
+    module = build_module(w, guide, dosage, device)
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-4)
+    loader = make_loader(CellDataset(counts, dosage), np.arange(counts.shape[0]),
+                         batch_size=w.batch_size, shuffle=True, drop_last=True)
+    present = []
+    start = None
+    for step, batch in enumerate(loader):
+        if step == 3:
+            _sync(device)
+            start = time.perf_counter()
+        batch = batch.to(device)
+        present.append(len(batch.perturbation_index))
+        optimiser.zero_grad(set_to_none=True)
+        minibatch_elbo(module, batch, w.n_particles).loss.backward()
+        optimiser.step()
+    _sync(device)
+    seconds = (time.perf_counter() - start) / n_steps
+    cells_per_second = w.batch_size / seconds
+    flops = flops_per_cell(w, guide, float(np.mean(present)))
+    return {"seconds_per_step": seconds, "cells_per_second": cells_per_second,
+            "flops_per_cell": flops, "achieved_flops": flops * cells_per_second,
+            "epoch_seconds": w.n_train_cells / cells_per_second,
+            "mean_perturbations_per_batch": float(np.mean(present))}
+
+
+def time_ate(w: Workload, device: torch.device, n_samples: int) -> float:
+    """Seconds for the model ATE of every perturbation (one-hot dosages) with ``n_samples``."""
+    _, dosage = synthetic_data(w, 1000)
+    module = build_module(w, "mean_field", dosage, device)
+    interventions = torch.eye(w.n_perturbations)
+    _sync(device)
+    start = time.perf_counter()
+    model_average_treatment_effects(module, interventions, n_samples=n_samples)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--ate-samples", type=int, default=2500)
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # the peak and the model both in full fp32
+    peak = gemm_peak(device)
+    rows = []
+    for name in args.workloads:
+        w = WORKLOADS[name]
+        for guide in ("mean_field", "correlated"):
+            timing = time_training(w, guide, device, args.steps)
+            rows.append({"workload": asdict(w), "guide": guide, **timing,
+                         "efficiency": timing["achieved_flops"] / peak})
+            print(json.dumps({"workload": name, "guide": guide,
+                              "cells_per_second": round(timing["cells_per_second"], 1),
+                              "efficiency": round(rows[-1]["efficiency"], 3)}), flush=True)
+    ate = None
+    if "replogle" in args.workloads:
+        ate_seconds = time_ate(WORKLOADS["replogle"], device, args.ate_samples)
+        epoch = next(r["epoch_seconds"] for r in rows
+                     if r["workload"]["name"] == "replogle" and r["guide"] == "mean_field")
+        ate = {"seconds": ate_seconds, "n_samples": args.ate_samples,
+               "n_interventions": WORKLOADS["replogle"].n_perturbations,
+               "epoch_seconds_mean_field": epoch, "ate_over_epoch": ate_seconds / epoch}
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": _git_commit(),
+        "gemm_peak_flops": peak, "training": rows, "ate": ate,
+        "peak_memory_bytes": peak_memory_bytes(device),
+    }
+    output = args.output or RESULTS / f"performance_{device.type}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))
+    output.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Device: {result['device']} ({result['threads']} threads), torch {result['torch']}, "
+             f"commit {result['commit'][:8]}. fp32 GEMM peak: "
+             f"{result['gemm_peak_flops'] / 1e9:.1f} GFLOP/s.", "",
+             "| workload | guide | cells/s | GFLOP/cell | achieved GFLOP/s | efficiency | "
+             "epoch (s) |", "|---|---|---|---|---|---|---|"]
+    for r in result["training"]:
+        lines.append(f"| {r['workload']['name']} | {r['guide']} | {r['cells_per_second']:.0f} | "
+                     f"{r['flops_per_cell'] / 1e9:.4f} | {r['achieved_flops'] / 1e9:.1f} | "
+                     f"{r['efficiency']:.2f} | {r['epoch_seconds']:.1f} |")
+    if result["ate"]:
+        a = result["ate"]
+        lines += ["", f"ATE of all {a['n_interventions']} Replogle interventions with "
+                  f"{a['n_samples']} particles: {a['seconds']:.1f} s = {a['ate_over_epoch']:.2f} "
+                  f"of one mean-field training epoch ({a['epoch_seconds_mean_field']:.1f} s)."]
+    lines += ["", f"Peak memory: {result['peak_memory_bytes'] / 2**30:.2f} GiB."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
