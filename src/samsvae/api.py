@@ -17,7 +17,9 @@ from samsvae import io
 from samsvae.config import SAMSVAEConfig, TrainConfig, config_from_dict
 from samsvae.data import (
     CellDataset,
+    DeviceBatches,
     PerturbationDesign,
+    fits_on_device,
     gene_statistics,
     library_sizes,
     make_loader,
@@ -49,6 +51,15 @@ def _seeded(seed: int | None) -> Iterator[None]:
 def _default_max_epochs(n_cells: int) -> int:
     # About 20k cells x 400 epochs of work, as scvi-tools does, capped at 400 epochs.
     return int(min(400, max(10, round(20_000 / max(n_cells, 1) * 400))))
+
+
+def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
+    """The CUDA device a single-device run trains on, or None (CPU, several devices)."""
+    wants_gpu = config.accelerator in ("gpu", "cuda") or (
+        config.accelerator == "auto" and torch.cuda.is_available())
+    if not wants_gpu or config.devices not in ("auto", 1, "1"):
+        return None
+    return torch.device("cuda", torch.cuda.current_device())
 
 
 class PerturbationModel:
@@ -213,10 +224,7 @@ class PerturbationModel:
         adata, dataset = self._dataset(None)
         train_rows, val_rows = train_validation_split(adata.n_obs, train_size=train_size, seed=seed)
         self._set_training_statistics(dataset, train_rows)
-        train_loader = make_loader(dataset, train_rows, batch_size=batch_size, shuffle=True,
-                                   seed=seed)
-        val_loader = (make_loader(dataset, val_rows, batch_size=batch_size, shuffle=False)
-                      if len(val_rows) else None)
+        train_loader, val_loader = self._loaders(dataset, train_rows, val_rows, config)
         if max_epochs is None:
             max_epochs = -1 if max_steps is not None else _default_max_epochs(len(train_rows))
         quiet_lightning()
@@ -226,6 +234,21 @@ class PerturbationModel:
         self.history = pd.DataFrame(result["history"])
         self.train_indices, self.validation_indices = train_rows, val_rows
         self.is_trained = True
+
+    @staticmethod
+    def _loaders(dataset: CellDataset, train_rows: np.ndarray, val_rows: np.ndarray,
+                 config: TrainConfig) -> tuple[Any, Any]:
+        """Device-resident batches on one GPU when the data fit, else CSR slicing on the host."""
+        device = _single_accelerator_device(config)
+        if device is not None and fits_on_device(dataset, dataset.expression.shape[0], device):
+            def loader(rows: np.ndarray, shuffle: bool) -> DeviceBatches:
+                return DeviceBatches(dataset, rows, batch_size=config.batch_size,
+                                     shuffle=shuffle, device=device, seed=config.seed)
+        else:
+            def loader(rows: np.ndarray, shuffle: bool) -> Any:
+                return make_loader(dataset, rows, batch_size=config.batch_size, shuffle=shuffle,
+                                   seed=config.seed)
+        return loader(train_rows, True), (loader(val_rows, False) if len(val_rows) else None)
 
     def _set_training_statistics(self, dataset: CellDataset, rows: np.ndarray) -> None:
         mean, scale = gene_statistics(dataset.expression, rows,

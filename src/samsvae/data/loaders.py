@@ -104,3 +104,49 @@ def make_loader(
         sampler = SequentialSampler(subset)
     batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
     return DataLoader(subset, sampler=batches, batch_size=None, collate_fn=_identity)
+
+
+class DeviceBatches:
+    """Minibatches of rows held densely on an accelerator: no host work or copies per batch.
+
+    Yields the same batches as :func:`make_loader` with the same seed (one ``randperm`` of the
+    rows per epoch from a seeded CPU generator, then consecutive slices).
+    """
+
+    def __init__(self, dataset: CellDataset, rows: np.ndarray, *, batch_size: int, shuffle: bool,
+                 device: torch.device | str, seed: int = 0) -> None:
+        rows = np.asarray(rows)
+        counts = dataset.expression[rows]
+        counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+        self.device = torch.device(device)
+        self.counts = torch.as_tensor(counts, dtype=torch.float32, device=self.device)
+        self.dosage = torch.as_tensor(dataset.dosage[rows].toarray(), device=self.device)
+        self.library_size = torch.as_tensor(dataset.library_size[rows], device=self.device)
+        self.rows = torch.as_tensor(rows.astype(np.int64), device=self.device)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.rows) // self.batch_size)
+
+    def __iter__(self):  # noqa: ANN204 - a generator of Batches
+        n = len(self.rows)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for start in range(0, n, self.batch_size):
+            positions = order[start : start + self.batch_size]
+            dosage = self.dosage[positions]
+            present = torch.nonzero(dosage.any(0)).ravel()
+            yield Batch(counts=self.counts[positions], dosage=dosage[:, present],
+                        perturbation_index=present, library_size=self.library_size[positions],
+                        index=self.rows[positions])
+
+
+def fits_on_device(dataset: CellDataset, n_rows: int, device: torch.device,
+                   fraction: float = 0.3) -> bool:
+    """Whether dense counts and dosage of ``n_rows`` cells take under ``fraction`` of free memory."""
+    if device.type != "cuda":
+        return False
+    n_bytes = 4 * n_rows * (dataset.expression.shape[1] + dataset.dosage.shape[1] + 2)
+    free, _ = torch.cuda.mem_get_info(device)
+    return n_bytes < fraction * free

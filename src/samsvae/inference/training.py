@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -14,6 +15,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from samsvae.inference.objectives import LossTerms, minibatch_elbo
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from torch.utils.data import DataLoader
 
     from samsvae.config import TrainConfig
@@ -150,8 +153,20 @@ def fit(
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         # Lightning 2.6 still builds torch's deprecated LeafSpec; harmless, fixed upstream.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-        trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        with _tf32_matmuls():
+            trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader)
     return {"history": history.records, "best_epoch": best.best_epoch, "best_loss": best.best}
+
+
+@contextlib.contextmanager
+def _tf32_matmuls() -> Iterator[None]:
+    """TF32 tensor-core matmuls on GPUs during training; likelihoods stay fp32 elementwise."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def quiet_lightning() -> None:

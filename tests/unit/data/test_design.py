@@ -64,3 +64,19 @@ def test_batches_carry_only_present_perturbations_and_match_dense() -> None:
     np.testing.assert_array_equal(sparse_batch.counts.numpy(), dense_batch.counts.numpy())
     np.testing.assert_array_equal(sparse_batch.library_size.numpy(),
                                   np.maximum(dense[rows].sum(1), 1))
+
+
+def test_device_batches_match_the_host_loader_batch_for_batch() -> None:
+    from samsvae.data import DeviceBatches, make_loader
+
+    rng = np.random.default_rng(2)
+    dense = rng.poisson(2.0, size=(23, 5)).astype(np.float32)
+    labels = ["ctrl", "A", "B", "C", "A+C"] * 4 + ["B", "ctrl", "C"]
+    dataset = CellDataset(sp.csr_matrix(dense), _design().encode(labels))
+    rows = np.arange(1, 23)
+    host = list(make_loader(dataset, rows, batch_size=4, shuffle=True, seed=7))
+    device = list(DeviceBatches(dataset, rows, batch_size=4, shuffle=True, device="cpu", seed=7))
+    assert len(host) == len(device) == 6
+    for a, b in zip(host, device, strict=True):
+        for field in ("counts", "dosage", "perturbation_index", "library_size", "index"):
+            np.testing.assert_array_equal(getattr(a, field).numpy(), getattr(b, field).numpy())
