@@ -52,7 +52,7 @@ class _NBMeanTermsFromLogits(torch.autograd.Function):
     def backward(ctx, grad_out):  # type: ignore[override]
         log_rho, d, softplus_d, x, theta = ctx.saved_tensors
         p = torch.sigmoid(d)  # mu / (theta + mu)
-        g = grad_out.unsqueeze(-1)
+        g = grad_out.contiguous().unsqueeze(-1)  # an expanded grad_out defeats vectorised loops
         g_log_mu = (x - (theta + x) * p) * g
         g_logits = g_log_mu - log_rho.exp() * g_log_mu.sum(-1, keepdim=True)
         g_log_theta = None
