@@ -23,17 +23,23 @@ def main() -> None:
     samsvae.SAMSVAE.setup_anndata(adata)
     model = samsvae.SAMSVAE(adata, n_latent=15, n_hidden=128, guide="correlated")
     start = time.perf_counter()
-    model.train(max_epochs=args.max_epochs, accelerator=args.accelerator, devices=1,
-                progress_bar=False)
+    model.train(
+        max_epochs=args.max_epochs, accelerator=args.accelerator, devices=1, progress_bar=False
+    )
     seconds = time.perf_counter() - start
     ate = model.average_treatment_effects(["P0+P1"], n_samples=500)
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "torch": torch.__version__,
-        "train_seconds": round(seconds, 2),
-        "final_val_loss": float(model.history["val_loss"].iloc[-1]),
-        "ate_finite": bool(torch.isfinite(torch.as_tensor(ate.X)).all()),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                "torch": torch.__version__,
+                "train_seconds": round(seconds, 2),
+                "final_val_loss": float(model.history["val_loss"].iloc[-1]),
+                "ate_finite": bool(torch.isfinite(torch.as_tensor(ate.X)).all()),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

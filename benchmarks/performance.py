@@ -3,7 +3,8 @@
 One process, one run: measures the fp32 GEMM peak, then for each configuration and guide the
 training throughput of the real data path (CSR row slicing) + plated ELBO + backward + Adam, the
 analytic FLOPs per cell, and efficiency = achieved FLOP/s / GEMM peak; then the time of a full ATE
-(every perturbation, 2,500 particles) at Replogle scale against one training epoch, and peak memory.
+(every perturbation, 2,500 particles) at Replogle scale against one training epoch, and
+peak memory.
 Writes JSON and a markdown table.
 
     python benchmarks/performance.py                       # CPU, all configurations
@@ -88,24 +89,38 @@ def flops_per_cell(w: Workload, guide: str, perturbations_per_batch: float) -> f
     return float(total)
 
 
-def synthetic_data(w: Workload, n_cells: int, seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def synthetic_data(
+    w: Workload, n_cells: int, seed: int = 0
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Sparse NB-like counts (about 10% non-zero) and one perturbation per cell (10% controls)."""
     rng = np.random.default_rng(seed)
-    counts = sp.random(n_cells, w.n_genes, density=0.1, format="csr", random_state=seed,
-                       data_rvs=lambda n: rng.poisson(3.0, n) + 1.0).astype(np.float32)
+    counts = sp.random(
+        n_cells,
+        w.n_genes,
+        density=0.1,
+        format="csr",
+        random_state=seed,
+        data_rvs=lambda n: rng.poisson(3.0, n) + 1.0,
+    ).astype(np.float32)
     labels = rng.integers(0, w.n_perturbations, n_cells)
     perturbed = rng.random(n_cells) > 0.1
-    dosage = sp.csr_matrix((np.ones(perturbed.sum(), dtype=np.float32),
-                            (np.flatnonzero(perturbed), labels[perturbed])),
-                           shape=(n_cells, w.n_perturbations))
+    dosage = sp.csr_matrix(
+        (
+            np.ones(perturbed.sum(), dtype=np.float32),
+            (np.flatnonzero(perturbed), labels[perturbed]),
+        ),
+        shape=(n_cells, w.n_perturbations),
+    )
     return counts, dosage
 
 
-def build_module(w: Workload, guide: str, dosage: sp.csr_matrix,
-                 device: torch.device) -> SAMSVAEModule:
+def build_module(
+    w: Workload, guide: str, dosage: sp.csr_matrix, device: torch.device
+) -> SAMSVAEModule:
     torch.manual_seed(0)
-    config = SAMSVAEConfig(n_latent=w.n_latent, n_hidden=w.n_hidden, n_particles=w.n_particles,
-                           guide=guide)  # type: ignore[arg-type]
+    config = SAMSVAEConfig(
+        n_latent=w.n_latent, n_hidden=w.n_hidden, n_particles=w.n_particles, guide=guide
+    )  # type: ignore[arg-type]
     module = SAMSVAEModule(w.n_genes, w.n_perturbations, config)
     n_t = np.asarray((dosage != 0).sum(0)).ravel()
     module.n_cells_per_perturbation.copy_(torch.as_tensor(n_t, dtype=torch.float32))
@@ -119,8 +134,7 @@ def time_training(w: Workload, guide: str, device: torch.device, n_steps: int) -
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-4)
     dataset, rows = CellDataset(counts, dosage), np.arange(counts.shape[0])
     if device.type == "cuda":  # as SAMSVAE.train does when the data fit on the GPU
-        loader = DeviceBatches(dataset, rows, batch_size=w.batch_size, shuffle=True,
-                               device=device)
+        loader = DeviceBatches(dataset, rows, batch_size=w.batch_size, shuffle=True, device=device)
     else:
         loader = make_loader(dataset, rows, batch_size=w.batch_size, shuffle=True)
     present = []
@@ -138,10 +152,14 @@ def time_training(w: Workload, guide: str, device: torch.device, n_steps: int) -
     seconds = (time.perf_counter() - start) / n_steps
     cells_per_second = w.batch_size / seconds
     flops = flops_per_cell(w, guide, float(np.mean(present)))
-    return {"seconds_per_step": seconds, "cells_per_second": cells_per_second,
-            "flops_per_cell": flops, "achieved_flops": flops * cells_per_second,
-            "epoch_seconds": w.n_train_cells / cells_per_second,
-            "mean_perturbations_per_batch": float(np.mean(present))}
+    return {
+        "seconds_per_step": seconds,
+        "cells_per_second": cells_per_second,
+        "flops_per_cell": flops,
+        "achieved_flops": flops * cells_per_second,
+        "epoch_seconds": w.n_train_cells / cells_per_second,
+        "mean_perturbations_per_batch": float(np.mean(present)),
+    }
 
 
 def time_ate(w: Workload, device: torch.device, n_samples: int) -> float:
@@ -164,15 +182,17 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--ate-samples", type=int, default=2500)
@@ -189,24 +209,51 @@ def main() -> None:
         for guide in ("mean_field", "correlated"):
             with reuse_large_allocations():  # as fit() does
                 timing = time_training(w, guide, device, args.steps)
-            rows.append({"workload": asdict(w), "guide": guide, **timing,
-                         "efficiency": timing["achieved_flops"] / peak})
-            print(json.dumps({"workload": name, "guide": guide,
-                              "cells_per_second": round(timing["cells_per_second"], 1),
-                              "efficiency": round(rows[-1]["efficiency"], 3)}), flush=True)
+            rows.append(
+                {
+                    "workload": asdict(w),
+                    "guide": guide,
+                    **timing,
+                    "efficiency": timing["achieved_flops"] / peak,
+                }
+            )
+            print(
+                json.dumps(
+                    {
+                        "workload": name,
+                        "guide": guide,
+                        "cells_per_second": round(timing["cells_per_second"], 1),
+                        "efficiency": round(rows[-1]["efficiency"], 3),
+                    }
+                ),
+                flush=True,
+            )
     ate = None
     if "replogle" in args.workloads:
         ate_seconds = time_ate(WORKLOADS["replogle"], device, args.ate_samples)
-        epoch = next(r["epoch_seconds"] for r in rows
-                     if r["workload"]["name"] == "replogle" and r["guide"] == "mean_field")
-        ate = {"seconds": ate_seconds, "n_samples": args.ate_samples,
-               "n_interventions": WORKLOADS["replogle"].n_perturbations,
-               "epoch_seconds_mean_field": epoch, "ate_over_epoch": ate_seconds / epoch}
+        epoch = next(
+            r["epoch_seconds"]
+            for r in rows
+            if r["workload"]["name"] == "replogle" and r["guide"] == "mean_field"
+        )
+        ate = {
+            "seconds": ate_seconds,
+            "n_samples": args.ate_samples,
+            "n_interventions": WORKLOADS["replogle"].n_perturbations,
+            "epoch_seconds_mean_field": epoch,
+            "ate_over_epoch": ate_seconds / epoch,
+        }
     result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": _git_commit(),
-        "gemm_peak_flops": peak, "float32_matmul_precision": torch.get_float32_matmul_precision(), "training": rows, "ate": ate,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "commit": _git_commit(),
+        "gemm_peak_flops": peak,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "training": rows,
+        "ate": ate,
         "peak_memory_bytes": peak_memory_bytes(device),
     }
     output = args.output or RESULTS / f"performance_{device.type}.json"
@@ -217,21 +264,29 @@ def main() -> None:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Device: {result['device']} ({result['threads']} threads), torch {result['torch']}, "
-             f"commit {result['commit'][:8]}. fp32 GEMM peak "
-             f"(matmul precision {result['float32_matmul_precision']}): "
-             f"{result['gemm_peak_flops'] / 1e9:.1f} GFLOP/s.", "",
-             "| workload | guide | cells/s | GFLOP/cell | achieved GFLOP/s | efficiency | "
-             "epoch (s) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Device: {result['device']} ({result['threads']} threads), torch {result['torch']}, "
+        f"commit {result['commit'][:8]}. fp32 GEMM peak "
+        f"(matmul precision {result['float32_matmul_precision']}): "
+        f"{result['gemm_peak_flops'] / 1e9:.1f} GFLOP/s.",
+        "",
+        "| workload | guide | cells/s | GFLOP/cell | achieved GFLOP/s | efficiency | epoch (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in result["training"]:
-        lines.append(f"| {r['workload']['name']} | {r['guide']} | {r['cells_per_second']:.0f} | "
-                     f"{r['flops_per_cell'] / 1e9:.4f} | {r['achieved_flops'] / 1e9:.1f} | "
-                     f"{r['efficiency']:.2f} | {r['epoch_seconds']:.1f} |")
+        lines.append(
+            f"| {r['workload']['name']} | {r['guide']} | {r['cells_per_second']:.0f} | "
+            f"{r['flops_per_cell'] / 1e9:.4f} | {r['achieved_flops'] / 1e9:.1f} | "
+            f"{r['efficiency']:.2f} | {r['epoch_seconds']:.1f} |"
+        )
     if result["ate"]:
         a = result["ate"]
-        lines += ["", f"ATE of all {a['n_interventions']} Replogle interventions with "
-                  f"{a['n_samples']} particles: {a['seconds']:.1f} s = {a['ate_over_epoch']:.2f} "
-                  f"of one mean-field training epoch ({a['epoch_seconds_mean_field']:.1f} s)."]
+        lines += [
+            "",
+            f"ATE of all {a['n_interventions']} Replogle interventions with "
+            f"{a['n_samples']} particles: {a['seconds']:.1f} s = {a['ate_over_epoch']:.2f} "
+            f"of one mean-field training epoch ({a['epoch_seconds_mean_field']:.1f} s).",
+        ]
     lines += ["", f"Peak memory: {result['peak_memory_bytes'] / 2**30:.2f} GiB."]
     return "\n".join(lines) + "\n"
 

@@ -11,20 +11,42 @@ import pytest
 
 import samsvae
 
-PACKAGES = ["samsvae", "samsvae.data", "samsvae.datasets", "samsvae.distributions",
-            "samsvae.nn", "samsvae.models", "samsvae.inference", "samsvae.evaluate", "samsvae.pl"]
+PACKAGES = [
+    "samsvae",
+    "samsvae.data",
+    "samsvae.datasets",
+    "samsvae.distributions",
+    "samsvae.nn",
+    "samsvae.models",
+    "samsvae.inference",
+    "samsvae.evaluate",
+    "samsvae.pl",
+]
 
 
 def test_pure_maths_modules_do_not_import_lightning_anndata_or_matplotlib() -> None:
-    code = ("import sys, samsvae.models, samsvae.distributions, samsvae.nn; "
-            "print(','.join(m for m in ('lightning', 'anndata', 'matplotlib', 'scanpy') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, samsvae.models, samsvae.distributions, samsvae.nn; "
+        "print(','.join(m for m in ('lightning', 'anndata', 'matplotlib', 'scanpy') "
+        "if m in sys.modules))"
+    )
     # Importing samsvae.models runs samsvae/__init__, so check the submodules' own imports.
-    out = subprocess.run([sys.executable, "-c", code.replace("import sys, ", "import sys; "
-                          "sys.modules['samsvae'] = type(sys)('samsvae'); "
-                          "sys.modules['samsvae'].__path__ = [__import__('os').path.join("
-                          f"{repr(samsvae.__path__[0])})]; import ")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code.replace(
+                "import sys, ",
+                "import sys; "
+                "sys.modules['samsvae'] = type(sys)('samsvae'); "
+                "sys.modules['samsvae'].__path__ = [__import__('os').path.join("
+                f"{samsvae.__path__[0]!r})]; import ",
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == ""
 
 

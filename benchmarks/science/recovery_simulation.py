@@ -46,28 +46,43 @@ def run(settings: QuickstartSettings, run_dir: Path) -> dict[str, Any]:
 
 def provenance() -> dict[str, Any]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
 
     return {
         "git_commit": git("rev-parse", "HEAD") or None,
         "git_src_dirty": bool(git("status", "--porcelain", "--", "src")),
-        "versions": {"samsvae": samsvae.__version__, "torch": torch.__version__,
-                     "lightning": lightning.__version__, "numpy": np.__version__,
-                     "python": platform.python_version(), "platform": platform.platform(),
-                     "torch_threads": torch.get_num_threads()},
+        "versions": {
+            "samsvae": samsvae.__version__,
+            "torch": torch.__version__,
+            "lightning": lightning.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads(),
+        },
     }
 
 
 # (label, metric key, additive-baseline key)
 ROWS = (
-    ("ATE Pearson r, held-out combos, all genes", "heldout_combo_ate_pearson_r",
-     "additive_baseline_ate_pearson_r"),
-    ("ATE Pearson r, held-out combos, top-20 genes", "heldout_combo_ate_pearson_r_top20",
-     "additive_baseline_ate_pearson_r_top20"),
+    (
+        "ATE Pearson r, held-out combos, all genes",
+        "heldout_combo_ate_pearson_r",
+        "additive_baseline_ate_pearson_r",
+    ),
+    (
+        "ATE Pearson r, held-out combos, top-20 genes",
+        "heldout_combo_ate_pearson_r_top20",
+        "additive_baseline_ate_pearson_r_top20",
+    ),
     ("ATE R², held-out combos, all genes", "heldout_combo_ate_r2", "additive_baseline_ate_r2"),
-    ("ATE R², held-out combos, top-20 genes", "heldout_combo_ate_r2_top20",
-     "additive_baseline_ate_r2_top20"),
+    (
+        "ATE R², held-out combos, top-20 genes",
+        "heldout_combo_ate_r2_top20",
+        "additive_baseline_ate_r2_top20",
+    ),
     ("mask precision (q(m) > 0.5)", "mask_precision", None),
     ("mask recall", "mask_recall", None),
     ("mask F1", "mask_f1", None),
@@ -104,7 +119,8 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         f"Command: `{record['command']}`",
         "",
-        "| metric | " + " | ".join(f"SAMS-VAE ({name})" for name in names)
+        "| metric | "
+        + " | ".join(f"SAMS-VAE ({name})" for name in names)
         + " | additive baseline |",
         "|---|" + "---|" * (len(names) + 1),
     ]
@@ -116,8 +132,10 @@ def markdown(record: dict[str, Any]) -> str:
     for name in names:
         lines.append(f"Settings ({name}): `{json.dumps(runs[name]['settings'])}`")
         lines.append("")
-    lines.append(f"Seed {record['seed']}; git {record['git_commit']} (src dirty: "
-                 f"{record['git_src_dirty']}); versions `{json.dumps(record['versions'])}`.")
+    lines.append(
+        f"Seed {record['seed']}; git {record['git_commit']} (src dirty: "
+        f"{record['git_src_dirty']}); versions `{json.dumps(record['versions'])}`."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -133,17 +151,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mask-prior", type=float, default=d.mask_prior)
     p.add_argument("--n-hidden", type=int, default=d.n_hidden)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--global-lr", type=_optional_float, default=d.global_lr,
-                   help="Adam lr of the guide's global parameters; 'none' = the same as --lr.")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help="Seed of the simulation, held-out split, training and evaluation.")
+    p.add_argument(
+        "--global-lr",
+        type=_optional_float,
+        default=d.global_lr,
+        help="Adam lr of the guide's global parameters; 'none' = the same as --lr.",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="Seed of the simulation, held-out split, training and evaluation.",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--compare-default", action="store_true",
-                   help="Also run the QuickstartSettings defaults (same seed).")
-    p.add_argument("--output", type=Path, default=RESULTS / "recovery_simulation.json",
-                   help="JSON path; the markdown table is written next to it (.md).")
-    p.add_argument("--run-dir", type=Path, default=RESULTS / "tmp" / "recovery_simulation",
-                   help="Where run_quickstart writes models and figures.")
+    p.add_argument(
+        "--compare-default",
+        action="store_true",
+        help="Also run the QuickstartSettings defaults (same seed).",
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS / "recovery_simulation.json",
+        help="JSON path; the markdown table is written next to it (.md).",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=RESULTS / "tmp" / "recovery_simulation",
+        help="Where run_quickstart writes models and figures.",
+    )
     return p.parse_args(argv)
 
 
@@ -152,9 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     settings = dataclasses.replace(
-        QuickstartSettings(), max_epochs=args.max_epochs, guide=args.guide,
-        mask_prior=args.mask_prior, n_hidden=args.n_hidden, lr=args.lr,
-        global_lr=args.global_lr, seed=args.seed)
+        QuickstartSettings(),
+        max_epochs=args.max_epochs,
+        guide=args.guide,
+        mask_prior=args.mask_prior,
+        n_hidden=args.n_hidden,
+        lr=args.lr,
+        global_lr=args.global_lr,
+        seed=args.seed,
+    )
     code = provenance()  # before training: the code that runs
     runs = {"this configuration": run(settings, args.run_dir / "configured")}
     if args.compare_default:

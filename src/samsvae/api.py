@@ -24,9 +24,9 @@ from samsvae.data import (
     library_sizes,
     make_loader,
     train_validation_split,
+    validate,
     vocabulary_from_labels,
 )
-from samsvae.data import validate
 from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate.ate import ATE_METHODS, ATEMethod, model_average_treatment_effects
 from samsvae.evaluate.likelihood import predictive_iwelbo
@@ -56,7 +56,8 @@ def _default_max_epochs(n_cells: int) -> int:
 def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
     """The CUDA device a single-device run trains on, or None (CPU, several devices)."""
     wants_gpu = config.accelerator in ("gpu", "cuda") or (
-        config.accelerator == "auto" and torch.cuda.is_available())
+        config.accelerator == "auto" and torch.cuda.is_available()
+    )
     if not wants_gpu or config.devices not in ("auto", 1, "1"):
         return None
     return torch.device("cuda", torch.cuda.current_device())
@@ -68,8 +69,13 @@ class PerturbationModel:
     module_cls: ClassVar[type[SAMSVAEModule]]
     config_cls: ClassVar[type[SAMSVAEConfig]]
 
-    def __init__(self, adata: ad.AnnData | None, config: SAMSVAEConfig, *,
-                 design: PerturbationDesign | None = None) -> None:
+    def __init__(
+        self,
+        adata: ad.AnnData | None,
+        config: SAMSVAEConfig,
+        *,
+        design: PerturbationDesign | None = None,
+    ) -> None:
         self.config = config
         self.adata = adata
         if design is None:
@@ -121,8 +127,13 @@ class PerturbationModel:
         Writes the arguments to ``adata.uns["samsvae"]``; nothing else in ``adata`` changes.
         """
         validate.check_anndata(adata)
-        validate.check_setup_keys(adata, perturbation_key=perturbation_key, control=control,
-                                  layer=layer, dosage_key=dosage_key)
+        validate.check_setup_keys(
+            adata,
+            perturbation_key=perturbation_key,
+            control=control,
+            layer=layer,
+            dosage_key=dosage_key,
+        )
         adata.uns[SETUP_KEY] = {
             "perturbation_key": perturbation_key,
             "control": control,
@@ -135,8 +146,10 @@ class PerturbationModel:
     def _setup_of(adata: ad.AnnData) -> dict[str, Any]:
         validate.check_anndata(adata)
         if SETUP_KEY not in adata.uns:
-            msg = ("adata has not been set up; call samsvae.SAMSVAE.setup_anndata(adata, "
-                   "perturbation_key=..., control=...) first.")
+            msg = (
+                "adata has not been set up; call samsvae.SAMSVAE.setup_anndata(adata, "
+                "perturbation_key=..., control=...) first."
+            )
             raise ValueError(msg)
         return dict(adata.uns[SETUP_KEY])
 
@@ -144,16 +157,23 @@ class PerturbationModel:
         setup = self._setup_of(adata)
         if setup["dosage_key"] is not None:
             dosage = adata.obsm[setup["dosage_key"]]
-            names = (tuple(map(str, dosage.columns)) if isinstance(dosage, pd.DataFrame)
-                     else tuple(f"perturbation{j}" for j in range(dosage.shape[1])))
+            names = (
+                tuple(map(str, dosage.columns))
+                if isinstance(dosage, pd.DataFrame)
+                else tuple(f"perturbation{j}" for j in range(dosage.shape[1]))
+            )
         else:
-            names = vocabulary_from_labels(adata.obs[setup["perturbation_key"]].astype(str),
-                                           setup["control"], setup["combination_delimiter"])
+            names = vocabulary_from_labels(
+                adata.obs[setup["perturbation_key"]].astype(str),
+                setup["control"],
+                setup["combination_delimiter"],
+            )
         if not names:
             msg = "adata has no perturbed cells: every cell carries the control label."
             raise ValueError(msg)
-        return PerturbationDesign(perturbations=names, genes=tuple(map(str, adata.var_names)),
-                                  **setup)
+        return PerturbationDesign(
+            perturbations=names, genes=tuple(map(str, adata.var_names)), **setup
+        )
 
     # --- data access --------------------------------------------------------------------------
     def _expression(self, adata: ad.AnnData) -> sp.csr_matrix | np.ndarray:
@@ -162,8 +182,9 @@ class PerturbationModel:
 
     def _check_expression(self, adata: ad.AnnData) -> None:
         where = "adata.X" if self.design.layer is None else f"adata.layers[{self.design.layer!r}]"
-        validate.check_expression(self._expression(adata), counts=self.config.likelihood != "normal",
-                                  where=where)
+        validate.check_expression(
+            self._expression(adata), counts=self.config.likelihood != "normal", where=where
+        )
 
     def _dosage(self, adata: ad.AnnData) -> sp.csr_matrix:
         if self.design.dosage_key is not None:
@@ -211,48 +232,79 @@ class PerturbationModel:
         """Fit by maximising the plated ELBO with Adam; keep the best-validation weights.
 
         ``global_lr`` is the learning rate of the guide of the global variables (mask logits,
-        embeddings); ``None`` uses ``lr``. ``train_size`` of the cells (seeded split) are used for training, the rest for validation.
+        embeddings); ``None`` uses ``lr``. ``train_size`` of the cells (seeded split) are used for
+        training, the rest for validation.
         Per-gene normalisation statistics, library sizes and the plate sizes n_t come from the
         training cells. The per-epoch losses end up in ``model.history``.
         """
         config = TrainConfig(
-            max_epochs=max_epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-            global_lr=global_lr, weight_decay=weight_decay, train_size=train_size, seed=seed,
-            early_stopping=early_stopping, early_stopping_patience=early_stopping_patience,
-            gradient_clip_val=gradient_clip_val, accelerator=accelerator, devices=devices,
-            progress_bar=progress_bar)
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            global_lr=global_lr,
+            weight_decay=weight_decay,
+            train_size=train_size,
+            seed=seed,
+            early_stopping=early_stopping,
+            early_stopping_patience=early_stopping_patience,
+            gradient_clip_val=gradient_clip_val,
+            accelerator=accelerator,
+            devices=devices,
+            progress_bar=progress_bar,
+        )
         adata, dataset = self._dataset(None)
-        train_rows, val_rows = train_validation_split(adata.n_obs, train_size=train_size, seed=seed)
+        train_rows, val_rows = train_validation_split(
+            adata.n_obs, train_size=train_size, seed=seed
+        )
         self._set_training_statistics(dataset, train_rows)
         train_loader, val_loader = self._loaders(dataset, train_rows, val_rows, config)
         if max_epochs is None:
             max_epochs = -1 if max_steps is not None else _default_max_epochs(len(train_rows))
         quiet_lightning()
-        result = fit(self.module, train_loader, val_loader, config,
-                     n_particles=self.config.n_particles, max_epochs=max_epochs)
+        result = fit(
+            self.module,
+            train_loader,
+            val_loader,
+            config,
+            n_particles=self.config.n_particles,
+            max_epochs=max_epochs,
+        )
         self.module.cpu()
         self.history = pd.DataFrame(result["history"])
         self.train_indices, self.validation_indices = train_rows, val_rows
         self.is_trained = True
 
     @staticmethod
-    def _loaders(dataset: CellDataset, train_rows: np.ndarray, val_rows: np.ndarray,
-                 config: TrainConfig) -> tuple[Any, Any]:
+    def _loaders(
+        dataset: CellDataset, train_rows: np.ndarray, val_rows: np.ndarray, config: TrainConfig
+    ) -> tuple[Any, Any]:
         """Device-resident batches on one GPU when the data fit, else CSR slicing on the host."""
         device = _single_accelerator_device(config)
         if device is not None and fits_on_device(dataset, dataset.expression.shape[0], device):
+
             def loader(rows: np.ndarray, shuffle: bool) -> DeviceBatches:
-                return DeviceBatches(dataset, rows, batch_size=config.batch_size,
-                                     shuffle=shuffle, device=device, seed=config.seed)
+                return DeviceBatches(
+                    dataset,
+                    rows,
+                    batch_size=config.batch_size,
+                    shuffle=shuffle,
+                    device=device,
+                    seed=config.seed,
+                )
         else:
+
             def loader(rows: np.ndarray, shuffle: bool) -> Any:
-                return make_loader(dataset, rows, batch_size=config.batch_size, shuffle=shuffle,
-                                   seed=config.seed)
+                return make_loader(
+                    dataset, rows, batch_size=config.batch_size, shuffle=shuffle, seed=config.seed
+                )
+
         return loader(train_rows, True), (loader(val_rows, False) if len(val_rows) else None)
 
     def _set_training_statistics(self, dataset: CellDataset, rows: np.ndarray) -> None:
-        mean, scale = gene_statistics(dataset.expression, rows,
-                                      log1p=self.config.likelihood != "normal")
+        mean, scale = gene_statistics(
+            dataset.expression, rows, log1p=self.config.likelihood != "normal"
+        )
         n_t = np.asarray((dataset.dosage[rows] != 0).sum(0)).ravel()
         median_library = float(np.median(library_sizes(dataset.expression[rows])))
         module = self.module
@@ -266,8 +318,11 @@ class PerturbationModel:
         """q(m_tk = 1) as a DataFrame, perturbations x latent dimensions."""
         with torch.no_grad():
             probabilities = self.module.mask_probabilities().cpu().numpy()
-        return pd.DataFrame(probabilities, index=list(self.design.perturbations),
-                            columns=[f"latent{k}" for k in range(probabilities.shape[1])])
+        return pd.DataFrame(
+            probabilities,
+            index=list(self.design.perturbations),
+            columns=[f"latent{k}" for k in range(probabilities.shape[1])],
+        )
 
     @torch.no_grad()
     def get_latent_representation(
@@ -323,16 +378,21 @@ class PerturbationModel:
         with ``obs["perturbation"]``.
         """
         dosage = self._dosage_rows(perturbations)
-        labels = [str(p) for p in ([perturbations] if isinstance(perturbations, str)
-                                   else perturbations)]
-        library = float(self.module.reference_library_size) if library_size is None else library_size
+        labels = [
+            str(p) for p in ([perturbations] if isinstance(perturbations, str) else perturbations)
+        ]
+        library = (
+            float(self.module.reference_library_size) if library_size is None else library_size
+        )
         index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
         with _seeded(seed):
             sample = self.module.sample_globals(index, n_samples)
             x = self.module.generate(dosage[:, index], sample, library)  # (n_samples, R, G)
         x = x.transpose(0, 1).reshape(-1, self.design.n_genes).numpy()
-        obs = pd.DataFrame({"perturbation": pd.Categorical(np.repeat(labels, n_samples))},
-                           index=[f"generated{i}" for i in range(x.shape[0])])
+        obs = pd.DataFrame(
+            {"perturbation": pd.Categorical(np.repeat(labels, n_samples))},
+            index=[f"generated{i}" for i in range(x.shape[0])],
+        )
         return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=list(self.design.genes)))
 
     def average_treatment_effects(
@@ -357,9 +417,13 @@ class PerturbationModel:
         dosage = self._dosage_rows(perturbations)
         with _seeded(seed):
             effects = model_average_treatment_effects(
-                self.module, dosage, method=method, n_samples=n_samples, library_size=library_size)
-        result = ad.AnnData(X=effects.numpy(), obs=pd.DataFrame(index=list(perturbations)),
-                            var=pd.DataFrame(index=list(self.design.genes)))
+                self.module, dosage, method=method, n_samples=n_samples, library_size=library_size
+            )
+        result = ad.AnnData(
+            X=effects.numpy(),
+            obs=pd.DataFrame(index=list(perturbations)),
+            var=pd.DataFrame(index=list(self.design.genes)),
+        )
         result.uns["ate_method"] = method
         return result
 
@@ -393,9 +457,13 @@ class PerturbationModel:
             "is_trained": self.is_trained,
             "history": [] if self.history is None else self.history.to_dict(orient="records"),
         }
-        return io.save_model(directory, model_class=type(self).__name__,
-                             state_dict=self.module.state_dict(), metadata=metadata,
-                             overwrite=overwrite)
+        return io.save_model(
+            directory,
+            model_class=type(self).__name__,
+            state_dict=self.module.state_dict(),
+            metadata=metadata,
+            overwrite=overwrite,
+        )
 
     @classmethod
     def load(cls, directory: str | Path, adata: ad.AnnData | None = None) -> PerturbationModel:
@@ -484,8 +552,15 @@ class SAMSVAE(PerturbationModel):
         gumbel_temperature: float = 1.0,
     ) -> None:
         config = SAMSVAEConfig(
-            n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers, n_particles=n_particles,
-            mask_prior=mask_prior, embedding_prior_scale=embedding_prior_scale, guide=guide,
-            likelihood=likelihood, encoder_input=encoder_input,
-            gumbel_temperature=gumbel_temperature)
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            n_particles=n_particles,
+            mask_prior=mask_prior,
+            embedding_prior_scale=embedding_prior_scale,
+            guide=guide,
+            likelihood=likelihood,
+            encoder_input=encoder_input,
+            gumbel_temperature=gumbel_temperature,
+        )
         super().__init__(adata, config)

@@ -27,28 +27,52 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samsvae_quickstart"),
-              show_default=True, help="Run folder to write.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("samsvae_quickstart"),
+    show_default=True,
+    help="Run folder to write.",
+)
 @click.option("--max-epochs", type=int, default=None, help="Training epochs (default 60).")
 @click.option("--n-perturbations", type=int, default=None, help="Simulated single perturbations.")
 @click.option("--n-combinations", type=int, default=None, help="Simulated two-gene combinations.")
-@click.option("--cells", "n_cells", type=int, default=None,
-              help="Cells per perturbation and per combination.")
+@click.option(
+    "--cells",
+    "n_cells",
+    type=int,
+    default=None,
+    help="Cells per perturbation and per combination.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the training progress bar.")
-def quickstart(out: Path, max_epochs: int | None, n_perturbations: int | None,
-               n_combinations: int | None, n_cells: int | None, seed: int,
-               no_progress: bool) -> None:
-    """Simulate a screen, hold out combinations, train SAMS-VAE, evaluate, write a report folder."""
+def quickstart(
+    out: Path,
+    max_epochs: int | None,
+    n_perturbations: int | None,
+    n_combinations: int | None,
+    n_cells: int | None,
+    seed: int,
+    no_progress: bool,
+) -> None:
+    """Simulate a screen, hold out combinations, train SAMS-VAE, evaluate, write a run folder."""
     from samsvae.workflows import QuickstartSettings, run_quickstart
 
-    overrides = {"max_epochs": max_epochs, "n_perturbations": n_perturbations,
-                 "n_combinations": n_combinations, "n_cells_per_perturbation": n_cells,
-                 "n_cells_per_combination": n_cells, "seed": seed}
+    overrides = {
+        "max_epochs": max_epochs,
+        "n_perturbations": n_perturbations,
+        "n_combinations": n_combinations,
+        "n_cells_per_perturbation": n_cells,
+        "n_cells_per_combination": n_cells,
+        "seed": seed,
+    }
     settings = dataclasses.replace(
-        QuickstartSettings(), **{k: v for k, v in overrides.items() if v is not None})
-    click.echo(f"Simulating {settings.n_perturbations} perturbations and "
-               f"{settings.n_combinations} combinations; training SAMS-VAE on CPU/GPU ...")
+        QuickstartSettings(), **{k: v for k, v in overrides.items() if v is not None}
+    )
+    click.echo(
+        f"Simulating {settings.n_perturbations} perturbations and "
+        f"{settings.n_combinations} combinations; training SAMS-VAE on CPU/GPU ..."
+    )
     metrics = run_quickstart(out, settings, progress_bar=not no_progress)
     width = max(len(label) for _, label in SUMMARY_KEYS)
     click.echo("")
@@ -64,15 +88,27 @@ def quickstart(out: Path, max_epochs: int | None, n_perturbations: int | None,
 @click.option("--n-genes", type=int, default=100, show_default=True)
 @click.option("--likelihood", type=click.Choice(["nb", "normal"]), default="nb", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def simulate(output: Path, n_perturbations: int, n_combinations: int, n_genes: int,
-             likelihood: str, seed: int) -> None:
+def simulate(
+    output: Path,
+    n_perturbations: int,
+    n_combinations: int,
+    n_genes: int,
+    likelihood: str,
+    seed: int,
+) -> None:
     """Write a simulated screen with known masks and effects to OUTPUT (.h5ad)."""
     from samsvae.datasets import simulate as simulate_data
 
-    adata = simulate_data(n_perturbations=n_perturbations, n_combinations=n_combinations,
-                          n_genes=n_genes, likelihood=likelihood, seed=seed)  # type: ignore[arg-type]
-    adata.uns["simulation"] = {k: (v.tolist() if hasattr(v, "tolist") else v)
-                               for k, v in adata.uns["simulation"].items()}
+    adata = simulate_data(
+        n_perturbations=n_perturbations,
+        n_combinations=n_combinations,
+        n_genes=n_genes,
+        likelihood=likelihood,
+        seed=seed,
+    )  # type: ignore[arg-type]
+    adata.uns["simulation"] = {
+        k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in adata.uns["simulation"].items()
+    }
     adata.uns["simulation"] = json.loads(json.dumps(adata.uns["simulation"]))
     adata.write_h5ad(output)
     click.echo(f"Wrote {adata.n_obs} cells x {adata.n_vars} genes to {output}")

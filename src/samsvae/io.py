@@ -1,8 +1,8 @@
 """Save and load models without pickle: safetensors weights + a JSON description, checked on load.
 
-A model directory holds ``model.safetensors`` and ``model.json``. The JSON carries a format version,
-the model class, its configuration, the perturbation and gene vocabularies, the training history and
-the SHA-256 of the weight file; ``load`` refuses a directory whose files do not match.
+A model directory holds ``model.safetensors`` and ``model.json``. The JSON carries a format
+version, the model class, its configuration, the perturbation and gene vocabularies, the training
+history and the SHA-256 of the weight file; ``load`` refuses a directory whose files do not match.
 """
 
 from __future__ import annotations
@@ -92,16 +92,22 @@ def read_model(
         msg = f"{meta_path} is not valid JSON ({error}); the model directory is damaged."
         raise ModelFileError(msg) from None
     if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
-        msg = (f"{meta_path} has format_version {metadata.get('format_version')!r} "
-               f"but this samsvae reads version {FORMAT_VERSION}.")
+        msg = (
+            f"{meta_path} has format_version {metadata.get('format_version')!r} "
+            f"but this samsvae reads version {FORMAT_VERSION}."
+        )
         raise ModelFileError(msg)
     if metadata.get("model_class") != model_class:
-        msg = (f"{directory} holds a {metadata.get('model_class')!r} model; "
-               f"load it with samsvae.{metadata.get('model_class')}.load, not {model_class}.load.")
+        msg = (
+            f"{directory} holds a {metadata.get('model_class')!r} model; "
+            f"load it with samsvae.{metadata.get('model_class')}.load, not {model_class}.load."
+        )
         raise ModelFileError(msg)
     if _sha256(weights) != metadata.get("weights_sha256"):
-        msg = (f"{weights} does not match the hash recorded in {METADATA_FILE}: the weights were "
-               "modified, truncated or replaced. Refusing to load.")
+        msg = (
+            f"{weights} does not match the hash recorded in {METADATA_FILE}: the weights were "
+            "modified, truncated or replaced. Refusing to load."
+        )
         raise ModelFileError(msg)
     try:
         state_dict = load_file(str(weights))
@@ -111,8 +117,9 @@ def read_model(
     return metadata, state_dict
 
 
-def check_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor],
-                     directory: str | Path) -> None:
+def check_state_dict(
+    module: torch.nn.Module, state_dict: dict[str, torch.Tensor], directory: str | Path
+) -> None:
     """Keys and shapes of ``state_dict`` match ``module``; raise ModelFileError otherwise."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state_dict.items()}
@@ -121,6 +128,8 @@ def check_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor
     missing = sorted(set(expected) - set(found))[:5]
     unexpected = sorted(set(found) - set(expected))[:5]
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])[:5]
-    msg = (f"The weights in {directory} do not fit the configuration in {METADATA_FILE} "
-           f"(missing {missing}, unexpected {unexpected}, wrong shape {wrong}).")
+    msg = (
+        f"The weights in {directory} do not fit the configuration in {METADATA_FILE} "
+        f"(missing {missing}, unexpected {unexpected}, wrong shape {wrong})."
+    )
     raise ModelFileError(msg)

@@ -54,8 +54,9 @@ def split_held_out_combinations(
     return sorted(order[: len(order) - n_test]), sorted(order[len(order) - n_test :])
 
 
-def run_quickstart(out: str | Path, settings: QuickstartSettings, *,
-                   progress_bar: bool = True) -> dict[str, Any]:
+def run_quickstart(
+    out: str | Path, settings: QuickstartSettings, *, progress_bar: bool = True
+) -> dict[str, Any]:
     """Simulate, hold out combinations, train SAMS-VAE, evaluate, write a run folder.
 
     Writes ``metrics.json``, ``model/``, ``mask_heatmap.png``, ``ate_scatter.png`` and
@@ -64,20 +65,33 @@ def run_quickstart(out: str | Path, settings: QuickstartSettings, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = settings
-    adata = simulate(n_perturbations=s.n_perturbations, n_combinations=s.n_combinations,
-                     n_genes=s.n_genes, n_latent=s.n_latent,
-                     n_cells_per_perturbation=s.n_cells_per_perturbation,
-                     n_cells_per_combination=s.n_cells_per_combination,
-                     n_control_cells=s.n_control_cells, seed=s.seed)
+    adata = simulate(
+        n_perturbations=s.n_perturbations,
+        n_combinations=s.n_combinations,
+        n_genes=s.n_genes,
+        n_latent=s.n_latent,
+        n_cells_per_perturbation=s.n_cells_per_perturbation,
+        n_cells_per_combination=s.n_cells_per_combination,
+        n_control_cells=s.n_control_cells,
+        seed=s.seed,
+    )
     combos = list(adata.uns["simulation"]["combinations"])
     _, held_out = split_held_out_combinations(combos, s.held_out_fraction, s.seed)
     is_test = adata.obs["perturbation"].isin(held_out).to_numpy()
     train, test = adata[~is_test].copy(), adata[is_test].copy()
 
     SAMSVAE.setup_anndata(train, perturbation_key="perturbation", control="control")
-    model = SAMSVAE(train, n_latent=s.model_latent, n_hidden=s.n_hidden, mask_prior=s.mask_prior,
-                    guide=s.guide)  # type: ignore[arg-type]
-    model.train(max_epochs=s.max_epochs, batch_size=s.batch_size, lr=s.lr, global_lr=s.global_lr, seed=s.seed, progress_bar=progress_bar)
+    model = SAMSVAE(
+        train, n_latent=s.model_latent, n_hidden=s.n_hidden, mask_prior=s.mask_prior, guide=s.guide
+    )  # type: ignore[arg-type]
+    model.train(
+        max_epochs=s.max_epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        global_lr=s.global_lr,
+        seed=s.seed,
+        progress_bar=progress_bar,
+    )
     metrics = evaluate_on_simulation(model, adata, test, held_out, settings)
     ate = metrics.pop("_ate")
     model.save(out / "model", overwrite=True)
@@ -86,17 +100,24 @@ def run_quickstart(out: str | Path, settings: QuickstartSettings, *,
     return metrics
 
 
-def evaluate_on_simulation(model: SAMSVAE, adata: Any, test: Any, held_out: list[str],
-                           settings: QuickstartSettings) -> dict[str, Any]:
+def evaluate_on_simulation(
+    model: SAMSVAE, adata: Any, test: Any, held_out: list[str], settings: QuickstartSettings
+) -> dict[str, Any]:
     """Mask recovery, held-out IWELBO and held-out-combination ATE r (model and additive)."""
     labels = adata.obs["perturbation"].astype(str).to_numpy()
     expression = adata.X
     observed = data_average_treatment_effects(expression, labels, held_out, "control")
     singles = sorted({p for c in held_out for p in c.split("+")})
-    single_effects = dict(zip(singles, data_average_treatment_effects(
-        expression, labels, singles, "control"), strict=True))
-    predicted = model.average_treatment_effects(held_out, n_samples=settings.ate_samples,
-                                                seed=settings.seed).X
+    single_effects = dict(
+        zip(
+            singles,
+            data_average_treatment_effects(expression, labels, singles, "control"),
+            strict=True,
+        )
+    )
+    predicted = model.average_treatment_effects(
+        held_out, n_samples=settings.ate_samples, seed=settings.seed
+    ).X
     additive = additive_effects(held_out, single_effects)
     probabilities = model.get_mask_probabilities().to_numpy()
     true_masks = simulated_masks_in_model_order(adata, model.design.perturbations)
@@ -110,15 +131,16 @@ def evaluate_on_simulation(model: SAMSVAE, adata: Any, test: Any, held_out: list
         **{f"additive_baseline_{k}": v for k, v in additive_ate.items()},
         "n_heldout_combinations": len(held_out),
         "n_train_cells": int(model.adata.n_obs),
-        "best_epoch": int(model.history["val_loss"].idxmin()) if model.history is not None
-        and "val_loss" in model.history else None,
+        "best_epoch": int(model.history["val_loss"].idxmin())
+        if model.history is not None and "val_loss" in model.history
+        else None,
         "settings": settings.__dict__,
         "_ate": (predicted, observed),
     }
 
 
 def simulated_masks_in_model_order(adata: Any, perturbations: tuple[str, ...]) -> np.ndarray:
-    """True simulation masks with rows reordered to the model's (sorted) perturbation vocabulary."""
+    """True simulation masks, rows reordered to the model's (sorted) perturbation vocabulary."""
     simulation = adata.uns["simulation"]
     row = {str(name): i for i, name in enumerate(simulation["perturbations"])}
     return np.asarray(simulation["masks"])[[row[p] for p in perturbations]]
@@ -134,8 +156,7 @@ def _write_figures(out: Path, model: SAMSVAE, ate: tuple[np.ndarray, np.ndarray]
 
     for name, draw in (
         ("mask_heatmap", lambda ax: pl.mask_heatmap(model.get_mask_probabilities(), ax=ax)),
-        ("ate_scatter", lambda ax: pl.ate_scatter(*ate, ax=ax,
-                                                  title="held-out combinations")),
+        ("ate_scatter", lambda ax: pl.ate_scatter(*ate, ax=ax, title="held-out combinations")),
         ("training_curves", lambda ax: pl.training_curves(model.history, ax=ax)),
     ):
         fig, ax = plt.subplots(figsize=(6, 5))

@@ -51,8 +51,11 @@ def test_predict_generates_cells_for_singles_and_unseen_combinations(
     generated = tiny_model.predict(["P0", "P1+P5", "control"], n_samples=7)
     assert generated.shape == (21, 24)
     assert generated.obs["perturbation"].value_counts().to_dict() == {
-        "P0": 7, "P1+P5": 7, "control": 7}
-    assert np.all(generated.X >= 0) and np.all(generated.X == np.round(generated.X))
+        "P0": 7,
+        "P1+P5": 7,
+        "control": 7,
+    }
+    assert np.all(generated.X >= 0) and np.all(np.round(generated.X) == generated.X)
     with pytest.raises(ValueError, match=r"Unknown perturbations \['P9'\]"):
         tiny_model.predict(["P9"], n_samples=2)
 
@@ -122,8 +125,11 @@ def test_ready_dosage_matrix_in_obsm_matches_labels(tiny_adata: ad.AnnData) -> N
     samsvae.SAMSVAE.setup_anndata(tiny_adata)
     from_labels = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
     dosage = from_labels._dosage(tiny_adata)
-    tiny_adata.obsm["dosage"] = pd.DataFrame(dosage.toarray(), index=tiny_adata.obs_names,
-                                             columns=list(from_labels.design.perturbations))
+    tiny_adata.obsm["dosage"] = pd.DataFrame(
+        dosage.toarray(),
+        index=tiny_adata.obs_names,
+        columns=list(from_labels.design.perturbations),
+    )
     samsvae.SAMSVAE.setup_anndata(tiny_adata, perturbation_key=None, dosage_key="dosage")
     from_obsm = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
     assert from_obsm.design.perturbations == from_labels.design.perturbations
@@ -142,9 +148,16 @@ def test_layer_counts_are_used_when_given(tiny_adata: ad.AnnData) -> None:
 
 
 def test_normal_likelihood_trains_on_real_valued_data() -> None:
-    adata = samsvae.datasets.simulate(n_perturbations=4, n_combinations=2, n_genes=12,
-                                      n_cells_per_perturbation=20, n_cells_per_combination=20,
-                                      n_control_cells=40, likelihood="normal", seed=3)
+    adata = samsvae.datasets.simulate(
+        n_perturbations=4,
+        n_combinations=2,
+        n_genes=12,
+        n_cells_per_perturbation=20,
+        n_cells_per_combination=20,
+        n_control_cells=40,
+        likelihood="normal",
+        seed=3,
+    )
     assert np.any(adata.X < 0)
     samsvae.SAMSVAE.setup_anndata(adata)
     model = samsvae.SAMSVAE(adata, n_latent=4, n_hidden=16, likelihood="normal")

@@ -13,14 +13,34 @@ from samsvae.cli import main
 
 def test_quickstart_writes_a_run_folder_and_prints_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, [
-        "quickstart", "--out", str(out), "--max-epochs", "2", "--n-perturbations", "6",
-        "--n-combinations", "4", "--cells", "20", "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "quickstart",
+            "--out",
+            str(out),
+            "--max-epochs",
+            "2",
+            "--n-perturbations",
+            "6",
+            "--n-combinations",
+            "4",
+            "--cells",
+            "20",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "mask F1" in result.output and "ATE r, held-out combos" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("mask_precision", "mask_recall", "mask_f1", "heldout_iwelbo",
-                "heldout_combo_ate_pearson_r", "additive_baseline_ate_pearson_r"):
+    for key in (
+        "mask_precision",
+        "mask_recall",
+        "mask_f1",
+        "heldout_iwelbo",
+        "heldout_combo_ate_pearson_r",
+        "additive_baseline_ate_pearson_r",
+    ):
         assert isinstance(metrics[key], float)
     for name in ("mask_heatmap.png", "ate_scatter.png", "model/model.safetensors"):
         assert (out / name).stat().st_size > 0
@@ -28,8 +48,19 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(tmp_path: Path) -> 
 
 def test_simulate_writes_a_readable_h5ad(tmp_path: Path) -> None:
     path = tmp_path / "sim.h5ad"
-    result = CliRunner().invoke(main, ["simulate", str(path), "--n-perturbations", "5",
-                                       "--n-combinations", "2", "--n-genes", "10"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            str(path),
+            "--n-perturbations",
+            "5",
+            "--n-combinations",
+            "2",
+            "--n-genes",
+            "10",
+        ],
+    )
     assert result.exit_code == 0, result.output
     adata = ad.read_h5ad(path)
     assert adata.n_vars == 10

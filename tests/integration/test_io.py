@@ -30,7 +30,8 @@ def test_load_restores_weights_vocabularies_and_predictions(saved, tiny_adata) -
         torch.testing.assert_close(loaded.module.state_dict()[key], value, rtol=0, atol=0)
     np.testing.assert_array_equal(
         loaded.average_treatment_effects(["P0+P2"], n_samples=50).X,
-        model.average_treatment_effects(["P0+P2"], n_samples=50).X)
+        model.average_treatment_effects(["P0+P2"], n_samples=50).X,
+    )
     assert len(loaded.history) == len(model.history)
     with_data = samsvae.SAMSVAE.load(directory, adata=tiny_adata)
     assert np.isfinite(with_data.iwelbo(n_particles=5))
@@ -76,7 +77,8 @@ def test_load_refuses_a_pickle_in_place_of_the_weights_without_running_it(
     import hashlib
 
     meta["weights_sha256"] = hashlib.sha256(
-        (directory / "model.safetensors").read_bytes()).hexdigest()
+        (directory / "model.safetensors").read_bytes()
+    ).hexdigest()
     (directory / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="not a readable safetensors"):
         samsvae.SAMSVAE.load(directory)
@@ -94,7 +96,7 @@ def test_load_refuses_mismatched_configuration(saved) -> None:
 
 def test_load_refuses_missing_files_unknown_keys_and_other_formats(saved, tmp_path) -> None:
     _, directory = saved
-    with pytest.raises(ModelFileError, match="model.json is missing"):
+    with pytest.raises(ModelFileError, match=r"model\.json is missing"):
         samsvae.SAMSVAE.load(tmp_path / "nowhere")
     meta = json.loads((directory / "model.json").read_text())
     meta["config"]["surprise"] = 1

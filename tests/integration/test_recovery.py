@@ -9,10 +9,23 @@ import numpy as np
 from samsvae.workflows import QuickstartSettings, run_quickstart
 
 SMALL = QuickstartSettings(
-    n_perturbations=12, n_combinations=8, n_genes=50, n_latent=6, model_latent=6,
-    n_cells_per_perturbation=100, n_cells_per_combination=100, n_control_cells=300,
-    mask_prior=2 / 6, n_hidden=64, max_epochs=30, batch_size=128, lr=3e-3, ate_samples=500,
-    iwelbo_particles=20, seed=0)
+    n_perturbations=12,
+    n_combinations=8,
+    n_genes=50,
+    n_latent=6,
+    model_latent=6,
+    n_cells_per_perturbation=100,
+    n_cells_per_combination=100,
+    n_control_cells=300,
+    mask_prior=2 / 6,
+    n_hidden=64,
+    max_epochs=30,
+    batch_size=128,
+    lr=3e-3,
+    ate_samples=500,
+    iwelbo_particles=20,
+    seed=0,
+)
 
 
 def test_held_out_combinations_and_masks_are_recovered_on_a_small_simulation(
@@ -34,12 +47,21 @@ def test_true_masks_are_aligned_to_the_model_vocabulary() -> None:
     from samsvae.evaluate.metrics import mask_recovery
     from samsvae.workflows import simulated_masks_in_model_order
 
-    adata = simulate(n_perturbations=12, n_combinations=0, n_cells_per_perturbation=2,
-                     n_control_cells=2, n_genes=5, seed=0)
+    adata = simulate(
+        n_perturbations=12,
+        n_combinations=0,
+        n_cells_per_perturbation=2,
+        n_control_cells=2,
+        n_genes=5,
+        seed=0,
+    )
     names = tuple(sorted(map(str, adata.uns["simulation"]["perturbations"])))  # P0, P1, P10, ...
     aligned = simulated_masks_in_model_order(adata, names)
-    by_name = dict(zip(adata.uns["simulation"]["perturbations"], adata.uns["simulation"]["masks"],
-                       strict=True))
+    by_name = dict(
+        zip(
+            adata.uns["simulation"]["perturbations"], adata.uns["simulation"]["masks"], strict=True
+        )
+    )
     for row, name in zip(aligned, names, strict=True):
         np.testing.assert_array_equal(row, by_name[name])
     assert mask_recovery(aligned.astype(bool), aligned)["mask_f1"] == 1.0

@@ -1,8 +1,8 @@
 """Per-cell perturbation labels -> sparse dosage design.
 
 A label is the control label, one perturbation name, or several names joined by the combination
-delimiter ("A+B"). A control cell has an all-zero dosage row; a combination is the sum of its singles'
-one-hot rows. A ready dosage matrix may come from ``adata.obsm`` instead.
+delimiter ("A+B"). A control cell has an all-zero dosage row; a combination is the sum of its
+singles' one-hot rows. A ready dosage matrix may come from ``adata.obsm`` instead.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""In-memory loaders: slice CSR (or dense) rows per batch, no per-cell Python, no default collate."""
+"""Loaders: CSR (or dense) row slices per batch; no per-cell Python, no default collate."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader yielding Batches of ``rows``; the sampler hands whole index lists to the dataset."""
+    """A DataLoader of Batches of ``rows``; the sampler hands whole index lists to the dataset."""
     subset = _Subset(dataset, np.asarray(rows))
     if shuffle:
         sampler = RandomSampler(subset, generator=torch.Generator().manual_seed(seed))
@@ -113,8 +113,16 @@ class DeviceBatches:
     rows per epoch from a seeded CPU generator, then consecutive slices).
     """
 
-    def __init__(self, dataset: CellDataset, rows: np.ndarray, *, batch_size: int, shuffle: bool,
-                 device: torch.device | str, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: CellDataset,
+        rows: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        device: torch.device | str,
+        seed: int = 0,
+    ) -> None:
         rows = np.asarray(rows)
         counts = dataset.expression[rows]
         counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
@@ -129,7 +137,7 @@ class DeviceBatches:
     def __len__(self) -> int:
         return -(-len(self.rows) // self.batch_size)
 
-    def __iter__(self):  # noqa: ANN204 - a generator of Batches
+    def __iter__(self):
         n = len(self.rows)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.device)
@@ -137,14 +145,19 @@ class DeviceBatches:
             positions = order[start : start + self.batch_size]
             dosage = self.dosage[positions]
             present = torch.nonzero(dosage.any(0)).ravel()
-            yield Batch(counts=self.counts[positions], dosage=dosage[:, present],
-                        perturbation_index=present, library_size=self.library_size[positions],
-                        index=self.rows[positions])
+            yield Batch(
+                counts=self.counts[positions],
+                dosage=dosage[:, present],
+                perturbation_index=present,
+                library_size=self.library_size[positions],
+                index=self.rows[positions],
+            )
 
 
-def fits_on_device(dataset: CellDataset, n_rows: int, device: torch.device,
-                   fraction: float = 0.3) -> bool:
-    """Whether dense counts and dosage of ``n_rows`` cells take under ``fraction`` of free memory."""
+def fits_on_device(
+    dataset: CellDataset, n_rows: int, device: torch.device, fraction: float = 0.3
+) -> bool:
+    """Whether dense counts and dosage of ``n_rows`` cells fit in ``fraction`` of free memory."""
     if device.type != "cuda":
         return False
     n_bytes = 4 * n_rows * (dataset.expression.shape[1] + dataset.dosage.shape[1] + 2)

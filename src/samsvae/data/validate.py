@@ -26,8 +26,10 @@ def check_anndata(adata: object) -> None:
         msg = f"Expected an AnnData object, got {type(adata).__name__}."
         raise TypeError(msg)
     if adata.n_obs == 0 or adata.n_vars == 0:
-        msg = (f"adata is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
-               "pass an AnnData with at least one cell and one gene.")
+        msg = (
+            f"adata is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
+            "pass an AnnData with at least one cell and one gene."
+        )
         raise ValueError(msg)
 
 
@@ -52,20 +54,26 @@ def check_setup_keys(
             raise KeyError(msg)
         return
     if perturbation_key not in adata.obs.columns:
-        msg = (f"perturbation_key={perturbation_key!r} is not a column of adata.obs; "
-               f"columns are {list(adata.obs.columns)}.")
+        msg = (
+            f"perturbation_key={perturbation_key!r} is not a column of adata.obs; "
+            f"columns are {list(adata.obs.columns)}."
+        )
         raise KeyError(msg)
     labels = adata.obs[perturbation_key]
     if labels.isna().any():
         rows = list(adata.obs_names[labels.isna().to_numpy()][:5])
-        msg = (f"adata.obs[{perturbation_key!r}] has missing labels (first cells: {rows}); "
-               f"label every cell, using control={control!r} for unperturbed cells.")
+        msg = (
+            f"adata.obs[{perturbation_key!r}] has missing labels (first cells: {rows}); "
+            f"label every cell, using control={control!r} for unperturbed cells."
+        )
         raise ValueError(msg)
     present = set(labels.astype(str).unique())
     if control not in present:
         close = difflib.get_close_matches(control, sorted(present), n=3, cutoff=0.3)
-        msg = (f"control={control!r} is not a label in adata.obs[{perturbation_key!r}]; "
-               f"close labels: {close or sorted(present)[:10]}. Pass the label of unperturbed cells.")
+        msg = (
+            f"control={control!r} is not a label in adata.obs[{perturbation_key!r}]; "
+            f"close labels: {close or sorted(present)[:10]}. Pass the label of unperturbed cells."
+        )
         raise ValueError(msg)
 
 
@@ -82,18 +90,24 @@ def check_expression(matrix: np.ndarray | sp.spmatrix, *, counts: bool, where: s
     """Finite values; for count likelihoods also non-negative integers."""
     for values in _row_chunks(matrix):
         if not np.all(np.isfinite(values)):
-            msg = (f"{where} contains NaN or infinite values; remove or impute them "
-                   "(e.g. drop the affected cells) before setup.")
+            msg = (
+                f"{where} contains NaN or infinite values; remove or impute them "
+                "(e.g. drop the affected cells) before setup."
+            )
             raise ValueError(msg)
         if not counts:
             continue
         if np.any(values < 0):
-            msg = (f"{where} contains negative values, but the likelihood expects counts; pass raw "
-                   "counts (e.g. layer='counts') or use likelihood='normal'.")
+            msg = (
+                f"{where} contains negative values, but the likelihood expects counts; pass raw "
+                "counts (e.g. layer='counts') or use likelihood='normal'."
+            )
             raise ValueError(msg)
         if np.any(values != np.round(values)):
-            msg = (f"{where} contains non-integer values, but the likelihood expects raw counts; "
-                   "pass raw counts (e.g. layer='counts') or use likelihood='normal'.")
+            msg = (
+                f"{where} contains non-integer values, but the likelihood expects raw counts; "
+                "pass raw counts (e.g. layer='counts') or use likelihood='normal'."
+            )
             raise ValueError(msg)
 
 
@@ -104,9 +118,11 @@ def check_genes_match(adata: AnnData, design: PerturbationDesign) -> None:
         return
     missing = sorted(set(design.genes) - set(genes))[:5]
     extra = sorted(set(genes) - set(design.genes))[:5]
-    msg = (f"adata's genes do not match the model's {design.n_genes} genes "
-           f"(missing e.g. {missing}, unexpected e.g. {extra}); subset and order them with "
-           "adata[:, model.design.genes].")
+    msg = (
+        f"adata's genes do not match the model's {design.n_genes} genes "
+        f"(missing e.g. {missing}, unexpected e.g. {extra}); subset and order them with "
+        "adata[:, model.design.genes]."
+    )
     raise ValueError(msg)
 
 
@@ -116,8 +132,10 @@ def check_perturbation_requests(requests: Iterable[str], design: PerturbationDes
     unknown = design.unknown_singles(requests)
     if unknown:
         hints = {u: difflib.get_close_matches(u, design.perturbations, n=3) for u in unknown[:5]}
-        msg = (f"Unknown perturbations {unknown[:10]}: a request must be a trained perturbation or a "
-               f"'{design.combination_delimiter}'-joined combination of them. Close matches: {hints}.")
+        msg = (
+            f"Unknown perturbations {unknown[:10]}: a request must be a trained perturbation or a "
+            f"'{design.combination_delimiter}'-joined combination of them. Close matches: {hints}."
+        )
         raise ValueError(msg)
     return requests
 

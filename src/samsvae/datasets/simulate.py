@@ -39,7 +39,10 @@ def _perturbation_labels(
     pairs: set[tuple[int, int]] = set()
     max_pairs = len(names) * (len(names) - 1) // 2
     if n_combinations > max_pairs:
-        msg = f"n_combinations={n_combinations} exceeds the {max_pairs} pairs of {len(names)} singles."
+        msg = (
+            f"n_combinations={n_combinations} exceeds the {max_pairs} pairs of "
+            f"{len(names)} singles."
+        )
         raise ValueError(msg)
     while len(pairs) < n_combinations:
         a, b = sorted(rng.choice(len(names), size=2, replace=False))
@@ -84,7 +87,8 @@ def simulate(
     n_cells_per_combination
         Cells per combination.
     mask_probability
-        Bernoulli probability of each mask entry; every perturbation gets at least one active entry.
+        Bernoulli probability of each mask entry; every perturbation gets at least one
+        active entry.
     effect_mean, effect_sd
         Effect magnitudes are N(effect_mean, effect_sd) with a random sign.
     likelihood
@@ -140,8 +144,10 @@ def simulate(
 
     adata = ad.AnnData(
         X=x,
-        obs=pd.DataFrame({"perturbation": pd.Categorical(labels)},
-                         index=[f"cell{i}" for i in range(len(labels))]),
+        obs=pd.DataFrame(
+            {"perturbation": pd.Categorical(labels)},
+            index=[f"cell{i}" for i in range(len(labels))],
+        ),
         var=pd.DataFrame(index=[f"gene{g}" for g in range(n_genes)]),
     )
     adata.obsm["z_basal"] = z_basal.astype(np.float32)

@@ -1,8 +1,8 @@
 """Bernoulli samples with straight-through binary-concrete gradients.
 
-- ``sample_straight_through_bernoulli`` returns ``(hard, soft)``: ``hard`` is an exact 0/1 sample of
-  Bernoulli(sigmoid(logits)); ``soft`` is the binary-concrete (Gumbel-softmax) relaxation at the given
-  temperature from the same logistic noise, so ``hard = 1[soft > 1/2]``.
+- ``sample_straight_through_bernoulli`` returns ``(hard, soft)``: ``hard`` is an exact 0/1
+  sample of Bernoulli(sigmoid(logits)); ``soft`` is the binary-concrete (Gumbel-softmax)
+  relaxation at the given temperature from the same logistic noise, so ``hard = 1[soft > 1/2]``.
 - Gradients of anything computed from ``hard`` flow to ``logits`` as if ``hard`` were ``soft``.
 - The hard value is produced by a custom autograd function, not ``hard + soft - soft.detach()``,
   so the forward value is exactly 0 or 1 in every dtype.

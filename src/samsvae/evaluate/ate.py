@@ -66,6 +66,7 @@ def data_average_treatment_effects(
     method: ATEMethod = "perturbseq",
 ) -> np.ndarray:
     """Mean g(x) of cells labelled ``a`` minus that of control cells; (len(interventions), G)."""
+
     def group_mean(label: str) -> np.ndarray:
         rows = np.flatnonzero(labels == label)
         if len(rows) == 0:

@@ -71,8 +71,13 @@ def mask_recovery(estimated: np.ndarray, true: np.ndarray) -> dict[str, float]:
     precision = true_positive / n_predicted if n_predicted else 0.0
     recall = true_positive / n_true if n_true else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"mask_precision": precision, "mask_recall": recall, "mask_f1": f1,
-            "mask_active_estimated": int(n_predicted), "mask_active_true": int(n_true)}
+    return {
+        "mask_precision": precision,
+        "mask_recall": recall,
+        "mask_f1": f1,
+        "mask_active_estimated": int(n_predicted),
+        "mask_active_true": int(n_true),
+    }
 
 
 def mask_auroc(probabilities: np.ndarray, true: np.ndarray) -> float:

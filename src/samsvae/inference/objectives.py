@@ -41,9 +41,7 @@ def global_shares(
 ) -> torch.Tensor:
     """c_t / n_t, and 0 where n_t = 0 (a perturbation unseen in training has no global term)."""
     seen = n_cells_per_perturbation > 0
-    return torch.where(
-        seen, cells_with_perturbation / n_cells_per_perturbation.clamp(min=1), 0.0
-    )
+    return torch.where(seen, cells_with_perturbation / n_cells_per_perturbation.clamp(min=1), 0.0)
 
 
 def plated_elbo_sum(

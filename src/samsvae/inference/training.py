@@ -32,19 +32,31 @@ class NonFiniteLossError(FloatingPointError):
 def _check_finite(terms: LossTerms, step: int) -> None:
     if torch.isfinite(terms.loss):
         return
-    bad = [name for name in ("log_likelihood", "local", "global_")
-           if not torch.isfinite(getattr(terms, name))]
-    msg = (f"Training diverged at step {step}: the loss is {terms.loss.item()} "
-           f"(non-finite terms: {bad or ['loss']}). Lower lr, set gradient_clip_val, "
-           "or check the input counts.")
+    bad = [
+        name
+        for name in ("log_likelihood", "local", "global_")
+        if not torch.isfinite(getattr(terms, name))
+    ]
+    msg = (
+        f"Training diverged at step {step}: the loss is {terms.loss.item()} "
+        f"(non-finite terms: {bad or ['loss']}). Lower lr, set gradient_clip_val, "
+        "or check the input counts."
+    )
     raise NonFiniteLossError(msg)
 
 
 class TrainingPlan(L.LightningModule):
     """Optimises ``module`` by the negative plated ELBO with ``n_particles`` particles."""
 
-    def __init__(self, module: SAMSVAEModule, *, n_particles: int, lr: float,
-                 global_lr: float | None, weight_decay: float) -> None:
+    def __init__(
+        self,
+        module: SAMSVAEModule,
+        *,
+        n_particles: int,
+        lr: float,
+        global_lr: float | None,
+        weight_decay: float,
+    ) -> None:
         super().__init__()
         self.module = module
         self.n_particles = n_particles
@@ -55,14 +67,26 @@ class TrainingPlan(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         terms = minibatch_elbo(self.module, batch, self.n_particles)
         _check_finite(terms, self.global_step)
-        self.log("train_loss", terms.loss, on_step=False, on_epoch=True,
-                 batch_size=batch.counts.shape[0], prog_bar=True)
+        self.log(
+            "train_loss",
+            terms.loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch.counts.shape[0],
+            prog_bar=True,
+        )
         return terms.loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         terms = minibatch_elbo(self.module, batch, self.n_particles)
-        self.log("val_loss", terms.loss, on_step=False, on_epoch=True,
-                 batch_size=batch.counts.shape[0], prog_bar=True)
+        self.log(
+            "val_loss",
+            terms.loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch.counts.shape[0],
+            prog_bar=True,
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # The guide of the global variables gets its own learning rate: its parameters see one
@@ -70,17 +94,20 @@ class TrainingPlan(L.LightningModule):
         # about lr per step, so mask logits need many steps to leave their initial value.
         global_ids = {id(p) for p in self.module.guide.parameters()}
         local = [p for p in self.module.parameters() if id(p) not in global_ids]
-        groups = [{"params": local, "lr": self.lr},
-                  {"params": list(self.module.guide.parameters()), "lr": self.global_lr}]
+        groups = [
+            {"params": local, "lr": self.lr},
+            {"params": list(self.module.guide.parameters()), "lr": self.global_lr},
+        ]
         return torch.optim.Adam(groups, weight_decay=self.weight_decay)
 
-    def transfer_batch_to_device(self, batch: Batch, device: torch.device,
-                                 dataloader_idx: int) -> Batch:
+    def transfer_batch_to_device(
+        self, batch: Batch, device: torch.device, dataloader_idx: int
+    ) -> Batch:
         return batch.to(device)
 
 
 class BestWeights(Callback):
-    """Keeps the weights of the epoch with the lowest monitored loss and restores them at the end."""
+    """Keeps weights of the epoch with the lowest monitored loss; restores them at the end."""
 
     def __init__(self, monitor: str) -> None:
         self.monitor = monitor
@@ -127,8 +154,13 @@ def fit(
     Returns ``{"history": [per-epoch records], "best_epoch": int, "best_loss": float}``.
     """
     torch.manual_seed(config.seed)
-    plan = TrainingPlan(module, n_particles=n_particles, lr=config.lr,
-                        global_lr=config.global_lr, weight_decay=config.weight_decay)
+    plan = TrainingPlan(
+        module,
+        n_particles=n_particles,
+        lr=config.lr,
+        global_lr=config.global_lr,
+        weight_decay=config.weight_decay,
+    )
     monitor = "val_loss" if val_loader is not None else "train_loss"
     best, history = BestWeights(monitor), History()
     callbacks: list[Callback] = [best, history]
@@ -149,7 +181,7 @@ def fit(
         deterministic=True,
     )
     with warnings.catch_warnings():
-        # We slice batches in-process on purpose; extra DataLoader workers would only copy CSR rows.
+        # Batches are sliced in-process on purpose; workers would only copy CSR rows.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         # Lightning 2.6 still builds torch's deprecated LeafSpec; harmless, fixed upstream.

@@ -2,8 +2,8 @@
 
 q(m_tk) = Bernoulli(sigmoid(phi_tk)), sampled with straight-through binary concrete (phi init 0).
 Mean-field: q(e_tk) = Normal(loc_tk, scale_tk) (loc init 0, scale init 1).
-Correlated: q(e_t | m_t) = Normal(g(m_t, t)), g an MLP fed the mask row and a learned per-perturbation
-embedding (O(T * n_hidden) parameters instead of a T x T one-hot).
+Correlated: q(e_t | m_t) = Normal(g(m_t, t)), g an MLP fed the mask row and a learned
+per-perturbation embedding (O(T * n_hidden) parameters instead of a T x T one-hot).
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ class _MaskGuide(nn.Module):
         """Draw (E, M) for perturbations ``index`` with ``n_particles`` independent copies."""
         masks, log_q_masks = self._sample_masks(index, n_particles, generator)
         loc, scale = self.embedding_distribution(index, masks)
-        noise = torch.randn(masks.shape, generator=generator, dtype=masks.dtype,
-                            device=masks.device)
+        noise = torch.randn(
+            masks.shape, generator=generator, dtype=masks.dtype, device=masks.device
+        )
         embeddings = loc + scale * noise
         log_q_embeddings = _normal_log_prob(embeddings, loc, scale).sum(-1)
         return GlobalSample(index, embeddings, masks, log_q_masks + log_q_embeddings)
@@ -86,8 +87,15 @@ class MeanFieldGuide(_MaskGuide):
 class CorrelatedGuide(_MaskGuide):
     """Parameterizes q(M) q(E | M): q(e_t | m_t) = Normal(g(m_t, t))."""
 
-    def __init__(self, n_perturbations: int, n_latent: int, temperature: float, *,
-                 n_hidden: int, n_layers: int) -> None:
+    def __init__(
+        self,
+        n_perturbations: int,
+        n_latent: int,
+        temperature: float,
+        *,
+        n_hidden: int,
+        n_layers: int,
+    ) -> None:
         super().__init__(n_perturbations, n_latent, temperature)
         self.trunk = ResidualMLP(n_latent, n_hidden, n_layers)
         self.perturbation_embedding = nn.Embedding(n_perturbations, n_hidden)

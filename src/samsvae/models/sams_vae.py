@@ -48,10 +48,12 @@ class SAMSVAEModule(nn.Module):
         if config.guide == "mean_field":
             self.guide = MeanFieldGuide(n_perturbations, k, config.gumbel_temperature)
         else:
-            self.guide = CorrelatedGuide(n_perturbations, k, config.gumbel_temperature,
-                                         n_hidden=h, n_layers=n_layers)
-        self.encoder = BasalEncoder(n_genes, k, h, n_layers,
-                                    use_shift=config.encoder_input == "x_and_shift")
+            self.guide = CorrelatedGuide(
+                n_perturbations, k, config.gumbel_temperature, n_hidden=h, n_layers=n_layers
+            )
+        self.encoder = BasalEncoder(
+            n_genes, k, h, n_layers, use_shift=config.encoder_input == "x_and_shift"
+        )
         self.decoder = ResidualMLP(k, h, n_layers)
         self.likelihood = LIKELIHOOD_HEADS[config.likelihood](h, n_genes)
         self.register_buffer("gene_mean", torch.zeros(n_genes))
@@ -80,7 +82,8 @@ class SAMSVAEModule(nn.Module):
     def global_log_prior(self, sample: GlobalSample) -> torch.Tensor:
         """log p(e_t) + log p(m_t) summed over latents, (n_particles, len(index))."""
         log_p_masks = bernoulli_log_prob(
-            sample.masks, torch.logit(torch.tensor(self.config.mask_prior, dtype=sample.masks.dtype))
+            sample.masks,
+            torch.logit(torch.tensor(self.config.mask_prior, dtype=sample.masks.dtype)),
         )
         scale = torch.tensor(self.config.embedding_prior_scale, dtype=sample.embeddings.dtype)
         log_p_embeddings = _normal_log_prob(sample.embeddings, torch.zeros_like(scale), scale)

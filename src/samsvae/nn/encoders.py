@@ -19,8 +19,9 @@ class BasalEncoder(nn.Module):
     ``use_shift=False`` feeds x only.
     """
 
-    def __init__(self, n_genes: int, n_latent: int, n_hidden: int, n_layers: int, *,
-                 use_shift: bool) -> None:
+    def __init__(
+        self, n_genes: int, n_latent: int, n_hidden: int, n_layers: int, *, use_shift: bool
+    ) -> None:
         super().__init__()
         self.trunk = ResidualMLP(n_genes, n_hidden, n_layers)
         self.shift_layer = nn.Linear(n_latent, n_hidden, bias=False) if use_shift else None

@@ -1,7 +1,7 @@
 """Likelihood heads: map the decoder trunk's output to an observation distribution.
 
-Each head splits log p(x | h) into ``data_terms(x)`` (independent of the decoder output, so computed
-once per batch, not per particle) and ``mean_terms(h, x, log_library)`` (per particle).
+Each head splits log p(x | h) into ``data_terms(x)`` (independent of the decoder output, so
+computed once per batch, not per particle) and ``mean_terms(h, x, log_library)`` (per particle).
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ class LikelihoodHead(nn.Module):
         """Per-cell terms of log p(x|·) that do not depend on the decoder output; (n_cells,)."""
         raise NotImplementedError
 
-    def mean_terms(self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def mean_terms(
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+    ) -> torch.Tensor:
         """Per-cell remaining terms, h (..., n_cells, n_hidden) -> (..., n_cells)."""
         raise NotImplementedError
 
-    def log_prob(self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+    ) -> torch.Tensor:
         """Full log p(x | h), summed over genes; (..., n_cells)."""
         return self.data_terms(x) + self.mean_terms(h, x, log_library)
 
@@ -57,7 +61,9 @@ class NegativeBinomialHead(LikelihoodHead):
     def data_terms(self, x: torch.Tensor) -> torch.Tensor:
         return nb_data_terms(x, self.log_theta).sum(-1)
 
-    def mean_terms(self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def mean_terms(
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+    ) -> torch.Tensor:
         return nb_mean_terms_from_logits(self.logits(h), x, log_library, self.log_theta)
 
     def mean(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
@@ -80,7 +86,9 @@ class PoissonHead(LikelihoodHead):
     def data_terms(self, x: torch.Tensor) -> torch.Tensor:
         return -torch.lgamma(x + 1).sum(-1)
 
-    def mean_terms(self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def mean_terms(
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+    ) -> torch.Tensor:
         log_rate = self._log_rate(h, log_library)
         return (x * log_rate - log_rate.exp()).sum(-1)
 
@@ -102,10 +110,16 @@ class NormalHead(LikelihoodHead):
         self.log_var = nn.Linear(n_hidden, n_genes)
 
     def data_terms(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.full(x.shape[:-1], -0.5 * math.log(2 * math.pi) * x.shape[-1],
-                          dtype=x.dtype, device=x.device)
+        return torch.full(
+            x.shape[:-1],
+            -0.5 * math.log(2 * math.pi) * x.shape[-1],
+            dtype=x.dtype,
+            device=x.device,
+        )
 
-    def mean_terms(self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def mean_terms(
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+    ) -> torch.Tensor:
         var = self.log_var(h).exp() + VARIANCE_FLOOR
         return (-0.5 * (x - self.loc(h)) ** 2 / var - 0.5 * var.log()).sum(-1)
 

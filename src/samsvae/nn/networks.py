@@ -7,7 +7,7 @@ from torch import nn
 
 
 class ResidualMLP(nn.Module):
-    """``n_layers`` hidden layers of width ``n_hidden`` with LeakyReLU; residual between hidden layers.
+    """``n_layers`` hidden layers of width ``n_hidden``, LeakyReLU, residual between hidden layers.
 
     h_1 = act(W_1 x + b_1);  h_l = h_{l-1} + act(W_l h_{l-1} + b_l) for l = 2..n_layers.
     The first layer may be applied by the caller (``forward_hidden``) when its input is split into

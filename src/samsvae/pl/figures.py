@@ -20,12 +20,19 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     return ax
 
 
-def mask_heatmap(probabilities: pd.DataFrame, *, ax: Axes | None = None,
-                 title: str = "q(mask = 1)") -> Axes:
+def mask_heatmap(
+    probabilities: pd.DataFrame, *, ax: Axes | None = None, title: str = "q(mask = 1)"
+) -> Axes:
     """Heatmap of mask inclusion probabilities, perturbations (rows) x latent dimensions."""
     ax = _axes(ax, (6, max(3, 0.12 * probabilities.shape[0])))
-    image = ax.imshow(probabilities.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                      interpolation="nearest")
+    image = ax.imshow(
+        probabilities.to_numpy(),
+        aspect="auto",
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("perturbation")
     if probabilities.shape[0] <= 60:
@@ -35,8 +42,13 @@ def mask_heatmap(probabilities: pd.DataFrame, *, ax: Axes | None = None,
     return ax
 
 
-def ate_scatter(predicted: np.ndarray, observed: np.ndarray, *, ax: Axes | None = None,
-                title: str = "average treatment effects") -> Axes:
+def ate_scatter(
+    predicted: np.ndarray,
+    observed: np.ndarray,
+    *,
+    ax: Axes | None = None,
+    title: str = "average treatment effects",
+) -> Axes:
     """Predicted against observed effects (all interventions x genes) with Pearson r annotated."""
     ax = _axes(ax, (4.5, 4.5))
     x, y = np.ravel(observed), np.ravel(predicted)

@@ -42,7 +42,7 @@ def test_gene_statistics_of_csr_equal_dense(log1p: bool) -> None:
     dense[:, 3] = 0  # a zero-variance gene
     rows = np.arange(0, 50, 2)
     mean_s, std_s = gene_statistics(sp.csr_matrix(dense), rows, log1p=log1p)
-    mean_d, std_d = gene_statistics(dense, rows, log1p=log1p)
+    mean_d, _ = gene_statistics(dense, rows, log1p=log1p)
     values = np.log1p(dense[rows]) if log1p else dense[rows]
     np.testing.assert_allclose(mean_s, values.mean(0), rtol=1e-6)
     np.testing.assert_allclose(std_s, values.std(0), rtol=1e-5, atol=1e-7)
@@ -58,12 +58,12 @@ def test_batches_carry_only_present_perturbations_and_match_dense() -> None:
     sparse_batch = CellDataset(sp.csr_matrix(dense), dosage)[rows]
     dense_batch = CellDataset(dense, dosage)[rows]
     assert sparse_batch.perturbation_index.tolist() == [0, 2]  # B is absent from these rows
-    np.testing.assert_array_equal(sparse_batch.dosage.numpy(),
-                                  [[0, 0], [1, 0], [0, 1], [1, 1]])
+    np.testing.assert_array_equal(sparse_batch.dosage.numpy(), [[0, 0], [1, 0], [0, 1], [1, 1]])
     np.testing.assert_array_equal(sparse_batch.counts.numpy(), dense[rows])
     np.testing.assert_array_equal(sparse_batch.counts.numpy(), dense_batch.counts.numpy())
-    np.testing.assert_array_equal(sparse_batch.library_size.numpy(),
-                                  np.maximum(dense[rows].sum(1), 1))
+    np.testing.assert_array_equal(
+        sparse_batch.library_size.numpy(), np.maximum(dense[rows].sum(1), 1)
+    )
 
 
 def test_device_batches_match_the_host_loader_batch_for_batch() -> None:

@@ -59,5 +59,8 @@ def test_fused_nb_terms_from_logits_match_autograd_values_and_gradients(float64:
         torch.testing.assert_close(got, expected)
     assert torch.autograd.gradcheck(
         lambda lg, lt: nb_mean_terms_from_logits(lg, x[:2, :3], log_library[:2], lt),
-        (logits.detach()[:1, :2, :3].clone().requires_grad_(),
-         log_theta.detach()[:3].clone().requires_grad_()))
+        (
+            logits.detach()[:1, :2, :3].clone().requires_grad_(),
+            log_theta.detach()[:3].clone().requires_grad_(),
+        ),
+    )

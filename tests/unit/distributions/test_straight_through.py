@@ -33,8 +33,9 @@ def test_gradients_reach_mask_logits() -> None:
 def test_hard_sample_frequency_matches_bernoulli_probability() -> None:
     logits = torch.tensor([-2.0, 0.0, 1.5])
     generator = torch.Generator().manual_seed(2)
-    hard, _ = sample_straight_through_bernoulli(logits, (40_000,), temperature=0.5,
-                                                generator=generator)
+    hard, _ = sample_straight_through_bernoulli(
+        logits, (40_000,), temperature=0.5, generator=generator
+    )
     torch.testing.assert_close(hard.mean(0), torch.sigmoid(logits), atol=0.01, rtol=0)
 
 

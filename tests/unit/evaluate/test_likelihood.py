@@ -15,8 +15,9 @@ def _batch(n_cells: int = 30, n_genes: int = 6, n_perturbations: int = 3) -> Bat
     counts = torch.poisson(torch.full((n_cells, n_genes), 5.0), generator=generator)
     dosage = torch.zeros(n_cells, n_perturbations)
     dosage[torch.arange(n_cells), torch.arange(n_cells) % n_perturbations] = 1.0
-    return Batch(counts, dosage, torch.arange(n_perturbations), counts.sum(1),
-                 torch.arange(n_cells))
+    return Batch(
+        counts, dosage, torch.arange(n_perturbations), counts.sum(1), torch.arange(n_cells)
+    )
 
 
 def test_predictive_iwelbo_grows_with_particles_in_expectation() -> None:
@@ -39,17 +40,28 @@ def test_predictive_iwelbo_draws_globals_once_and_pairs_them_with_local_particle
     torch.manual_seed(0)
     module = SAMSVAEModule(6, 3, SAMSVAEConfig(n_latent=3, n_hidden=8))
     batch = _batch()
-    halves = [Batch(batch.counts[r], batch.dosage[r], batch.perturbation_index,
-                    batch.library_size[r], batch.index[r])
-              for r in (torch.arange(0, 15), torch.arange(15, 30))]
+    halves = [
+        Batch(
+            batch.counts[r],
+            batch.dosage[r],
+            batch.perturbation_index,
+            batch.library_size[r],
+            batch.index[r],
+        )
+        for r in (torch.arange(0, 15), torch.arange(15, 30))
+    ]
     torch.manual_seed(5)
     result = predictive_iwelbo(module, halves, n_particles=4)
     # Reference: one draw of the globals for every batch, then each batch's local particles.
     torch.manual_seed(5)
     with torch.no_grad():
         shared = module.sample_globals(torch.arange(3), 4)
-        weights = torch.cat([
-            module.local_terms(h.counts, h.dosage, h.library_size, shared).log_weight
-            for h in halves], dim=1)  # (4, 30)
+        weights = torch.cat(
+            [
+                module.local_terms(h.counts, h.dosage, h.library_size, shared).log_weight
+                for h in halves
+            ],
+            dim=1,
+        )  # (4, 30)
     expected = torch.logsumexp(weights, 0) - torch.log(torch.tensor(4.0))
     torch.testing.assert_close(result, expected)

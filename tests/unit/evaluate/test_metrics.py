@@ -51,8 +51,9 @@ def test_perturbseq_transform_guards_zero_count_cells() -> None:
 def test_data_ate_and_additive_baseline() -> None:
     expression = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 2.0], [4.0, 4.0], [7.0, 6.0]])
     labels = np.array(["c", "c", "A", "B", "A+B"])
-    effects = data_average_treatment_effects(expression, labels, ["A", "B", "A+B"], "c",
-                                             method="mean")
+    effects = data_average_treatment_effects(
+        expression, labels, ["A", "B", "A+B"], "c", method="mean"
+    )
     np.testing.assert_allclose(effects, [[0.0, 2.0], [2.0, 4.0], [5.0, 6.0]])
     additive = additive_effects(["A+B"], {"A": effects[0], "B": effects[1]})
     np.testing.assert_allclose(additive, [[2.0, 6.0]])

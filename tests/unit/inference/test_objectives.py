@@ -55,12 +55,21 @@ def test_plated_elbo_summed_over_an_epoch_equals_the_full_data_objective(
         for rows in order.split(batch_size):
             present = torch.nonzero((dosage[rows] != 0).any(0)).ravel()
             sub = sample.select(present)
-            local = module.local_terms(counts[rows], dosage[rows][:, present], library[rows], sub,
-                                       basal_noise=noise[:, rows])
+            local = module.local_terms(
+                counts[rows],
+                dosage[rows][:, present],
+                library[rows],
+                sub,
+                basal_noise=noise[:, rows],
+            )
             global_log_weight = module.global_log_prior(sub) - sub.log_q
             carriers = (dosage[rows][:, present] != 0).sum(0).double()
-            total += plated_elbo_sum(local.log_weight, global_log_weight, carriers,
-                                     module.n_cells_per_perturbation[present])
+            total += plated_elbo_sum(
+                local.log_weight,
+                global_log_weight,
+                carriers,
+                module.n_cells_per_perturbation[present],
+            )
     torch.testing.assert_close(total, expected, rtol=1e-12, atol=1e-9)
 
 
@@ -96,4 +105,6 @@ def test_iwelbo_is_at_least_the_average_single_particle_weight() -> None:
     torch.testing.assert_close(iwelbo(log_weight[:1]), log_weight[0])
     constant = torch.full((10, 2), -4.0, dtype=torch.float64)
     torch.testing.assert_close(iwelbo(constant), torch.full((2,), -4.0, dtype=torch.float64))
-    assert math.isclose(iwelbo(torch.tensor([[0.0], [math.log(3.0)]], dtype=torch.float64)).item(), math.log(2.0))
+    assert math.isclose(
+        iwelbo(torch.tensor([[0.0], [math.log(3.0)]], dtype=torch.float64)).item(), math.log(2.0)
+    )

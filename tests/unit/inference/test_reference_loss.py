@@ -38,10 +38,16 @@ def _reference_loss(module: SAMSVAEModule, batch: Batch, seed: int) -> torch.Ten
     logits = module.likelihood.logits(module.decoder(z_basal + shift))
     mu = batch.library_size[:, None] * torch.softmax(logits, -1)
     theta = module.likelihood.log_theta.exp()
-    log_likelihood = NegativeBinomial(total_count=theta, logits=mu.log() - theta.log()).log_prob(
-        batch.counts).sum(-1)
-    local = (log_likelihood + Normal(0.0, 1.0).log_prob(z_basal).sum(-1)
-             - Normal(loc, scale).log_prob(z_basal).sum(-1))  # (P, B)
+    log_likelihood = (
+        NegativeBinomial(total_count=theta, logits=mu.log() - theta.log())
+        .log_prob(batch.counts)
+        .sum(-1)
+    )
+    local = (
+        log_likelihood
+        + Normal(0.0, 1.0).log_prob(z_basal).sum(-1)
+        - Normal(loc, scale).log_prob(z_basal).sum(-1)
+    )  # (P, B)
 
     total = local.sum(-1)
     prior_logit = torch.logit(torch.tensor(module.config.mask_prior, dtype=torch.float64))
@@ -52,12 +58,15 @@ def _reference_loss(module: SAMSVAEModule, batch: Batch, seed: int) -> torch.Ten
         carriers = (batch.dosage[:, j] != 0).sum()
         masks, embeddings = sample.masks[:, j], sample.embeddings[:, j]
         e_loc, e_scale = module.guide.embedding_distribution(index[j : j + 1], masks[:, None])
-        q_embedding = Normal(e_loc.expand(N_PARTICLES, 1, -1)[:, 0],
-                             e_scale.expand(N_PARTICLES, 1, -1)[:, 0])
-        log_q = (Bernoulli(logits=module.guide.mask_logits[t]).log_prob(masks).sum(-1)
-                 + q_embedding.log_prob(embeddings).sum(-1))
-        log_p = (Bernoulli(logits=prior_logit).log_prob(masks).sum(-1)
-                 + Normal(0.0, module.config.embedding_prior_scale).log_prob(embeddings).sum(-1))
+        q_embedding = Normal(
+            e_loc.expand(N_PARTICLES, 1, -1)[:, 0], e_scale.expand(N_PARTICLES, 1, -1)[:, 0]
+        )
+        log_q = Bernoulli(logits=module.guide.mask_logits[t]).log_prob(masks).sum(
+            -1
+        ) + q_embedding.log_prob(embeddings).sum(-1)
+        log_p = Bernoulli(logits=prior_logit).log_prob(masks).sum(-1) + Normal(
+            0.0, module.config.embedding_prior_scale
+        ).log_prob(embeddings).sum(-1)
         total = total + carriers / n_t * (log_p - log_q)
     return -(total / N_CELLS).mean()
 
@@ -65,8 +74,7 @@ def _reference_loss(module: SAMSVAEModule, batch: Batch, seed: int) -> torch.Ten
 @pytest.mark.parametrize("guide", ["mean_field", "correlated"])
 def test_optimised_loss_equals_reference_on_fixed_draws(guide: str) -> None:
     torch.manual_seed(0)
-    config = SAMSVAEConfig(n_latent=N_LATENT, n_hidden=7, n_layers=2, guide=guide,
-                           mask_prior=0.1)  # type: ignore[arg-type]
+    config = SAMSVAEConfig(n_latent=N_LATENT, n_hidden=7, n_layers=2, guide=guide, mask_prior=0.1)  # type: ignore[arg-type]
     module = SAMSVAEModule(N_GENES, N_PERTURBATIONS, config).double()
     with torch.no_grad():
         for parameter in module.guide.parameters():  # away from the symmetric initialisation

@@ -33,16 +33,19 @@ def test_encoder_fed_x_only_ignores_the_shift() -> None:
 
 def test_correlated_guide_scales_linearly_in_perturbations() -> None:
     config = SAMSVAEConfig(n_latent=4, n_hidden=16, guide="correlated")
-    n_params = {t: sum(p.numel() for p in SAMSVAEModule(10, t, config).guide.parameters())
-                for t in (100, 200)}
-    # Each extra perturbation costs its mask logits (K) and one embedding row (H): no T x T one-hot.
+    n_params = {
+        t: sum(p.numel() for p in SAMSVAEModule(10, t, config).guide.parameters())
+        for t in (100, 200)
+    }
+    # An extra perturbation costs its mask logits (K) and one embedding row (H): no T x T one-hot.
     assert n_params[200] - n_params[100] == 100 * (4 + 16)
 
 
 @pytest.mark.parametrize("guide", ["mean_field", "correlated"])
 @pytest.mark.parametrize("likelihood", ["nb", "poisson", "normal"])
-def test_local_terms_have_particle_by_cell_shape_and_are_finite(guide: str,
-                                                                likelihood: str) -> None:
+def test_local_terms_have_particle_by_cell_shape_and_are_finite(
+    guide: str, likelihood: str
+) -> None:
     torch.manual_seed(0)
     config = SAMSVAEConfig(n_latent=3, n_hidden=8, guide=guide, likelihood=likelihood)  # type: ignore[arg-type]
     module = SAMSVAEModule(6, 4, config)
@@ -60,9 +63,12 @@ def test_local_terms_have_particle_by_cell_shape_and_are_finite(guide: str,
 
 def test_global_log_prior_matches_torch_distributions() -> None:
     torch.manual_seed(0)
-    module = SAMSVAEModule(4, 3, SAMSVAEConfig(n_latent=2, n_hidden=4, mask_prior=0.1,
-                                               embedding_prior_scale=2.0))
+    module = SAMSVAEModule(
+        4, 3, SAMSVAEConfig(n_latent=2, n_hidden=4, mask_prior=0.1, embedding_prior_scale=2.0)
+    )
     sample = module.sample_globals(torch.arange(3), 5)
-    expected = (torch.distributions.Bernoulli(probs=0.1).log_prob(sample.masks)
-                + torch.distributions.Normal(0.0, 2.0).log_prob(sample.embeddings)).sum(-1)
+    expected = (
+        torch.distributions.Bernoulli(probs=0.1).log_prob(sample.masks)
+        + torch.distributions.Normal(0.0, 2.0).log_prob(sample.embeddings)
+    ).sum(-1)
     torch.testing.assert_close(module.global_log_prior(sample), expected)
