@@ -28,6 +28,9 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
     ate = model.average_treatment_effects(["P0+P1"], n_samples=500)
+    generated = model.predict(["P0", "P2+P3"], n_samples=10)
+    iwelbo = model.iwelbo(adata[:1000].copy(), n_particles=20)
+    latent = model.get_latent_representation(adata[:1000].copy())
     print(
         json.dumps(
             {
@@ -36,6 +39,10 @@ def main() -> None:
                 "train_seconds": round(seconds, 2),
                 "final_val_loss": float(model.history["val_loss"].iloc[-1]),
                 "ate_finite": bool(torch.isfinite(torch.as_tensor(ate.X)).all()),
+                "module_device": str(next(model.module.parameters()).device),
+                "generated_shape": list(generated.shape),
+                "iwelbo": iwelbo,
+                "latent_shape": list(latent.shape),
             },
             indent=2,
         )

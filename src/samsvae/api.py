@@ -270,7 +270,8 @@ class PerturbationModel:
             n_particles=self.config.n_particles,
             max_epochs=max_epochs,
         )
-        self.module.cpu()
+        # Evaluation (ATE, IWELBO, predictions) runs where training ran.
+        self.module.to(_single_accelerator_device(config) or torch.device("cpu"))
         self.history = pd.DataFrame(result["history"])
         self.train_indices, self.validation_indices = train_rows, val_rows
         self.is_trained = True
@@ -386,9 +387,10 @@ class PerturbationModel:
         )
         index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
         with _seeded(seed):
-            sample = self.module.sample_globals(index, n_samples)
-            x = self.module.generate(dosage[:, index], sample, library)  # (n_samples, R, G)
-        x = x.transpose(0, 1).reshape(-1, self.design.n_genes).numpy()
+            sample = self.module.sample_globals(index.to(self._device()), n_samples)
+            rows = dosage[:, index].to(self._device())
+            x = self.module.generate(rows, sample, library)  # (n_samples, R, G)
+        x = x.transpose(0, 1).reshape(-1, self.design.n_genes).cpu().numpy()
         obs = pd.DataFrame(
             {"perturbation": pd.Categorical(np.repeat(labels, n_samples))},
             index=[f"generated{i}" for i in range(x.shape[0])],
