@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from samsvae import datasets, pl
-from samsvae.api import SAMSVAE
+from samsvae.api import CPAVAE, SAMSVAE
 
 __version__ = "0.1.0"
 
-__all__ = ["SAMSVAE", "__version__", "datasets", "pl"]
+__all__ = ["CPAVAE", "SAMSVAE", "__version__", "datasets", "pl"]

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from samsvae import io
-from samsvae.config import SAMSVAEConfig, TrainConfig, config_from_dict
+from samsvae.config import CPAVAEConfig, SAMSVAEConfig, TrainConfig, config_from_dict
 from samsvae.data import (
     CellDataset,
     DeviceBatches,
@@ -31,7 +31,7 @@ from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate.ate import ATE_METHODS, ATEMethod, model_average_treatment_effects
 from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.inference.training import fit, quiet_lightning
-from samsvae.models import SAMSVAEModule
+from samsvae.models import CPAVAEModule, SAMSVAEModule
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -67,12 +67,12 @@ class PerturbationModel:
     """Shared machinery of the perturbation models: setup, training, save/load, predictions."""
 
     module_cls: ClassVar[type[SAMSVAEModule]]
-    config_cls: ClassVar[type[SAMSVAEConfig]]
+    config_cls: ClassVar[type[SAMSVAEConfig] | type[CPAVAEConfig]]
 
     def __init__(
         self,
         adata: ad.AnnData | None,
-        config: SAMSVAEConfig,
+        config: SAMSVAEConfig | CPAVAEConfig,
         *,
         design: PerturbationDesign | None = None,
     ) -> None:
@@ -564,5 +564,43 @@ class SAMSVAE(PerturbationModel):
             likelihood=likelihood,
             encoder_input=encoder_input,
             gumbel_temperature=gumbel_temperature,
+        )
+        super().__init__(adata, config)
+
+
+class CPAVAE(PerturbationModel):
+    r"""CPA-VAE: SAMS-VAE with every mask fixed to 1 (the paper's "no sparsity" ablation).
+
+    .. math::
+        z_i^b \sim N(0, I),\ e_t \sim N(0, s_e^2 I),\
+        z_i = z_i^b + \textstyle\sum_t d_{it}\, e_t,\ x_i \sim p_\theta(x \mid z_i, l_i)
+
+    Same data setup, training, evaluation and save/load as :class:`SAMSVAE`; the guide of the
+    embeddings is mean-field. Parameters have the meaning they have in :class:`SAMSVAE`.
+    """
+
+    module_cls = CPAVAEModule
+    config_cls = CPAVAEConfig
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        *,
+        n_latent: int = 100,
+        n_hidden: int = 400,
+        n_layers: int = 1,
+        n_particles: int = 5,
+        embedding_prior_scale: float = 1.0,
+        likelihood: Literal["nb", "normal", "poisson"] = "nb",
+        encoder_input: Literal["x_and_shift", "x"] = "x_and_shift",
+    ) -> None:
+        config = CPAVAEConfig(
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            n_particles=n_particles,
+            embedding_prior_scale=embedding_prior_scale,
+            likelihood=likelihood,
+            encoder_input=encoder_input,
         )
         super().__init__(adata, config)

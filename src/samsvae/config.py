@@ -49,16 +49,37 @@ class SAMSVAEConfig:
     gumbel_temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
-            _check_positive_int(name, getattr(self, name))
+        _check_shared_fields(self)
         if not 0 < self.mask_prior < 1:
             msg = f"mask_prior={self.mask_prior!r} must lie strictly between 0 and 1 (e.g. 0.01)."
             raise ValueError(msg)
-        _check_positive("embedding_prior_scale", self.embedding_prior_scale)
         _check_positive("gumbel_temperature", self.gumbel_temperature)
         _check_choice("guide", self.guide, GUIDES)
-        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        _check_choice("encoder_input", self.encoder_input, ENCODER_INPUTS)
+
+
+@dataclass(frozen=True)
+class CPAVAEConfig:
+    """Hyperparameters of CPA-VAE (see :class:`samsvae.CPAVAE`): SAMS-VAE with every mask 1."""
+
+    n_latent: int = 100
+    n_hidden: int = 400
+    n_layers: int = 1
+    n_particles: int = 5
+    embedding_prior_scale: float = 1.0
+    likelihood: Likelihood = "nb"
+    encoder_input: EncoderInput = "x_and_shift"
+
+    def __post_init__(self) -> None:
+        _check_shared_fields(self)
+
+
+def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:
+    """Checks of the fields every latent perturbation model has."""
+    for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
+        _check_positive_int(name, getattr(config, name))
+    _check_positive("embedding_prior_scale", config.embedding_prior_scale)
+    _check_choice("likelihood", config.likelihood, LIKELIHOODS)
+    _check_choice("encoder_input", config.encoder_input, ENCODER_INPUTS)
 
 
 @dataclass(frozen=True)

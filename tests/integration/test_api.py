@@ -176,3 +176,26 @@ def test_user_class_signature_equals_config_fields() -> None:
     fields = {f.name: f.default for f in dataclasses.fields(SAMSVAEConfig)}
     user = {name: p.default for name, p in parameters.items() if name not in ("self", "adata")}
     assert user == fields
+
+
+def test_cpa_vae_trains_saves_and_loads(tiny_adata: ad.AnnData, tmp_path) -> None:
+    import dataclasses
+    import inspect
+
+    from samsvae.config import CPAVAEConfig
+
+    parameters = inspect.signature(samsvae.CPAVAE.__init__).parameters
+    user = {n: p.default for n, p in parameters.items() if n not in ("self", "adata")}
+    assert user == {f.name: f.default for f in dataclasses.fields(CPAVAEConfig)}
+
+    samsvae.CPAVAE.setup_anndata(tiny_adata)
+    model = samsvae.CPAVAE(tiny_adata, n_latent=4, n_hidden=16)
+    model.train(**FAST)
+    assert (model.get_mask_probabilities().to_numpy() == 1).all()
+    loaded = samsvae.CPAVAE.load(model.save(tmp_path / "cpa"))
+    np.testing.assert_array_equal(
+        loaded.average_treatment_effects(["P0+P1"], n_samples=50).X,
+        model.average_treatment_effects(["P0+P1"], n_samples=50).X,
+    )
+    with pytest.raises(ValueError, match=r"load it with samsvae\.CPAVAE\.load"):
+        samsvae.SAMSVAE.load(tmp_path / "cpa")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from samsvae.models.cpa_vae import CPAVAEModule, UnmaskedGuide
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide
 from samsvae.models.records import GlobalSample, LocalTerms
 from samsvae.models.sams_vae import SAMSVAEModule
 
-__all__ = ["CorrelatedGuide", "GlobalSample", "LocalTerms", "MeanFieldGuide", "SAMSVAEModule"]
+__all__ = [
+    "CPAVAEModule",
+    "CorrelatedGuide",
+    "GlobalSample",
+    "LocalTerms",
+    "MeanFieldGuide",
+    "SAMSVAEModule",
+    "UnmaskedGuide",
+]

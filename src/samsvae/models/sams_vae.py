@@ -45,12 +45,7 @@ class SAMSVAEModule(nn.Module):
         self.n_genes = n_genes
         self.n_perturbations = n_perturbations
         k, h, n_layers = config.n_latent, config.n_hidden, config.n_layers
-        if config.guide == "mean_field":
-            self.guide = MeanFieldGuide(n_perturbations, k, config.gumbel_temperature)
-        else:
-            self.guide = CorrelatedGuide(
-                n_perturbations, k, config.gumbel_temperature, n_hidden=h, n_layers=n_layers
-            )
+        self.guide = self.build_guide(n_perturbations, config)
         self.encoder = BasalEncoder(
             n_genes, k, h, n_layers, use_shift=config.encoder_input == "x_and_shift"
         )
@@ -60,6 +55,24 @@ class SAMSVAEModule(nn.Module):
         self.register_buffer("gene_scale", torch.ones(n_genes))
         self.register_buffer("n_cells_per_perturbation", torch.zeros(n_perturbations))
         self.register_buffer("reference_library_size", torch.tensor(1e4))
+
+    @staticmethod
+    def build_guide(n_perturbations: int, config: SAMSVAEConfig) -> nn.Module:
+        """q(M) q(E | M): mean-field or correlated, as ``config.guide`` says."""
+        if config.guide == "mean_field":
+            return MeanFieldGuide(n_perturbations, config.n_latent, config.gumbel_temperature)
+        return CorrelatedGuide(
+            n_perturbations,
+            config.n_latent,
+            config.gumbel_temperature,
+            n_hidden=config.n_hidden,
+            n_layers=config.n_layers,
+        )
+
+    def mask_log_prior(self, masks: torch.Tensor) -> torch.Tensor:
+        """log p(m) = log Bernoulli(m | mask_prior), elementwise."""
+        prior_logit = torch.logit(torch.tensor(self.config.mask_prior, dtype=masks.dtype))
+        return bernoulli_log_prob(masks, prior_logit)
 
     # --- inputs -------------------------------------------------------------------------------
     def transform_expression(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,13 +94,9 @@ class SAMSVAEModule(nn.Module):
 
     def global_log_prior(self, sample: GlobalSample) -> torch.Tensor:
         """log p(e_t) + log p(m_t) summed over latents, (n_particles, len(index))."""
-        log_p_masks = bernoulli_log_prob(
-            sample.masks,
-            torch.logit(torch.tensor(self.config.mask_prior, dtype=sample.masks.dtype)),
-        )
         scale = torch.tensor(self.config.embedding_prior_scale, dtype=sample.embeddings.dtype)
         log_p_embeddings = _normal_log_prob(sample.embeddings, torch.zeros_like(scale), scale)
-        return (log_p_masks + log_p_embeddings).sum(-1)
+        return (self.mask_log_prior(sample.masks) + log_p_embeddings).sum(-1)
 
     def mask_probabilities(self) -> torch.Tensor:
         """q(m_tk = 1), (n_perturbations, n_latent)."""

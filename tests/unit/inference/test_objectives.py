@@ -7,18 +7,22 @@ import math
 import pytest
 import torch
 
-from samsvae.config import SAMSVAEConfig
+from samsvae.config import CPAVAEConfig, SAMSVAEConfig
 from samsvae.data.batch import Batch
 from samsvae.inference.objectives import iwelbo, minibatch_elbo, plated_elbo_sum
-from samsvae.models import SAMSVAEModule
+from samsvae.models import CPAVAEModule, SAMSVAEModule
 
 N_CELLS, N_GENES, N_PERTURBATIONS, N_PARTICLES = 40, 7, 5, 3
 
 
 def _problem(guide: str) -> tuple[SAMSVAEModule, torch.Tensor, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    config = SAMSVAEConfig(n_latent=3, n_hidden=8, guide=guide, mask_prior=0.2)  # type: ignore[arg-type]
-    module = SAMSVAEModule(N_GENES, N_PERTURBATIONS, config).double()
+    if guide == "cpa_vae":
+        module = CPAVAEModule(N_GENES, N_PERTURBATIONS, CPAVAEConfig(n_latent=3, n_hidden=8))
+    else:
+        config = SAMSVAEConfig(n_latent=3, n_hidden=8, guide=guide, mask_prior=0.2)  # type: ignore[arg-type]
+        module = SAMSVAEModule(N_GENES, N_PERTURBATIONS, config)
+    module = module.double()
     counts = torch.poisson(torch.full((N_CELLS, N_GENES), 4.0)).double()
     dosage = torch.zeros(N_CELLS, N_PERTURBATIONS, dtype=torch.float64)
     for i in range(N_CELLS):  # controls, singles and pairs; perturbation 4 is never carried
@@ -39,7 +43,7 @@ def _full_data_objective(module, counts, dosage, library, sample, noise) -> torc
     return local.log_weight.sum(-1) + global_terms.sum(-1)
 
 
-@pytest.mark.parametrize("guide", ["mean_field", "correlated"])
+@pytest.mark.parametrize("guide", ["mean_field", "correlated", "cpa_vae"])
 @pytest.mark.parametrize("batch_size", [1, 7, 16, N_CELLS])
 def test_plated_elbo_summed_over_an_epoch_equals_the_full_data_objective(
     guide: str, batch_size: int
