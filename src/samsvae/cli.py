@@ -16,6 +16,7 @@ SUMMARY_KEYS = (
     ("heldout_iwelbo", "held-out IWELBO per cell"),
     ("heldout_combo_ate_pearson_r", "ATE r, held-out combos (SAMS-VAE)"),
     ("additive_baseline_ate_pearson_r", "ATE r, held-out combos (additive baseline)"),
+    ("ridge_baseline_ate_pearson_r", "ATE r, held-out combos (ridge baseline)"),
     ("heldout_combo_ate_pearson_r_top20", "ATE r top-20 genes (SAMS-VAE)"),
 )
 

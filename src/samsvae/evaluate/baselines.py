@@ -1,20 +1,98 @@
-"""Non-learned baselines for treatment effects."""
+"""Non-learned baselines for average treatment effects (DESIGN.md §4).
+
+All are fitted on training cells and predict the ATE of a dosage row d_a against the control:
+- ``control_mean``: no effect (0 for every gene);
+- ``perturbed_mean``: mean g(x) of all perturbed training cells minus the control mean;
+- ``additive``: the sum of the observed single-perturbation effects (for combinations);
+- ``ridge``: ridge regression of g(x) on the dosage row with an intercept; ATE(a) = W d_a.
+
+The ridge solution is computed in closed form from D^T D and D^T Y accumulated over row chunks,
+so the transformed expression Y is never held densely for all cells (scikit-learn's Ridge would
+need it).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.sparse as sp
+import torch
+
+from samsvae.evaluate.ate import ATEMethod, transform
+
+BASELINES = ("control_mean", "perturbed_mean", "additive", "ridge")
+_CHUNK_ROWS = 10_000
 
 
-def additive_effects(
-    combinations: list[str], single_effects: dict[str, np.ndarray], delimiter: str = "+"
-) -> np.ndarray:
-    """Predict each combination's effect as the sum of its singles' observed effects."""
-    rows = []
-    for label in combinations:
-        parts = [p.strip() for p in label.split(delimiter)]
-        missing = [p for p in parts if p not in single_effects]
-        if missing:
-            msg = f"Additive baseline for {label!r} needs observed single effects for {missing}."
-            raise ValueError(msg)
-        rows.append(np.sum([single_effects[p] for p in parts], axis=0))
-    return np.stack(rows)
+@dataclass(frozen=True)
+class EffectBaselines:
+    """Fitted baselines; ``single_effects`` (T, G) is NaN for perturbations never seen alone."""
+
+    perturbed_effect: np.ndarray
+    single_effects: np.ndarray
+    ridge_weights: np.ndarray
+
+    def predict(self, dosage: np.ndarray) -> dict[str, np.ndarray]:
+        """ATE of each dosage row (A, T) under every baseline, each (A, G)."""
+        dosage = np.asarray(dosage, dtype=np.float64)
+        n_interventions, n_genes = dosage.shape[0], self.ridge_weights.shape[1]
+        used = dosage != 0
+        singles = np.where(np.isnan(self.single_effects), 0.0, self.single_effects)
+        additive = dosage @ singles
+        # A row is predictable additively only if every perturbation in it was seen alone.
+        unseen = used & np.isnan(self.single_effects).any(1)[None, :]
+        additive[unseen.any(1)] = np.nan
+        return {
+            "control_mean": np.zeros((n_interventions, n_genes)),
+            "perturbed_mean": np.tile(self.perturbed_effect, (n_interventions, 1)),
+            "additive": additive,
+            "ridge": dosage @ self.ridge_weights,
+        }
+
+
+def _transformed_chunks(expression: sp.csr_matrix | np.ndarray, method: ATEMethod):
+    for start in range(0, expression.shape[0], _CHUNK_ROWS):
+        block = expression[start : start + _CHUNK_ROWS]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        yield start, transform(torch.from_numpy(block.astype(np.float64)), method).numpy()
+
+
+def fit_effect_baselines(
+    expression: sp.csr_matrix | np.ndarray,
+    dosage: sp.csr_matrix,
+    *,
+    method: ATEMethod = "perturbseq",
+    ridge_alpha: float = 1.0,
+) -> EffectBaselines:
+    """Fit the baselines on training cells: ``expression`` (N, G), ``dosage`` (N, T) CSR."""
+    dosage = sp.csr_matrix(dosage, dtype=np.float64)
+    n_cells, n_perturbations = dosage.shape
+    is_control = np.asarray(dosage.getnnz(axis=1) == 0)
+    is_single = np.asarray((dosage.getnnz(axis=1) == 1) & (np.asarray(dosage.sum(1)).ravel() == 1))
+    if not is_control.any():
+        msg = "Baselines need control cells (all-zero dosage rows) among the training cells."
+        raise ValueError(msg)
+    single_of = sp.csr_matrix(dosage.multiply(is_single[:, None]))
+    n_genes = expression.shape[1]
+    sums = {"control": np.zeros(n_genes), "perturbed": np.zeros(n_genes), "all": np.zeros(n_genes)}
+    single_sums = np.zeros((n_perturbations, n_genes))
+    cross = np.zeros((n_perturbations, n_genes))  # D^T Y
+    for start, values in _transformed_chunks(expression, method):
+        rows = slice(start, start + values.shape[0])
+        sums["control"] += values[is_control[rows]].sum(0)
+        sums["perturbed"] += values[~is_control[rows]].sum(0)
+        sums["all"] += values.sum(0)
+        single_sums += single_of[rows].T @ values
+        cross += dosage[rows].T @ values
+    control_mean = sums["control"] / is_control.sum()
+    n_single = np.asarray(single_of.sum(0)).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        single_effects = single_sums / n_single[:, None] - control_mean
+    perturbed = (sums["perturbed"] / max((~is_control).sum(), 1)) - control_mean
+    # Ridge with an unpenalised intercept: centre D and Y, then (Dc^T Dc + a I) W = Dc^T Yc.
+    dosage_mean = np.asarray(dosage.mean(0)).ravel()
+    gram = (dosage.T @ dosage).toarray() - n_cells * np.outer(dosage_mean, dosage_mean)
+    centred_cross = cross - n_cells * np.outer(dosage_mean, sums["all"] / n_cells)
+    weights = np.linalg.solve(gram + ridge_alpha * np.eye(n_perturbations), centred_cross)
+    return EffectBaselines(perturbed, single_effects, weights)

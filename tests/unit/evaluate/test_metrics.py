@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
+from sklearn.linear_model import Ridge
 
 from samsvae.evaluate.ate import data_average_treatment_effects, transform
-from samsvae.evaluate.baselines import additive_effects
+from samsvae.evaluate.baselines import fit_effect_baselines
 from samsvae.evaluate.metrics import ate_metrics, mask_auroc, mask_recovery, pearson_r, r_squared
 
 
@@ -48,15 +50,37 @@ def test_perturbseq_transform_guards_zero_count_cells() -> None:
     torch.testing.assert_close(result[1], torch.log2(1 + 1e4 * x[1] / 4))
 
 
-def test_data_ate_and_additive_baseline() -> None:
+def test_data_ate_and_baselines_match_hand_computation() -> None:
     expression = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 2.0], [4.0, 4.0], [7.0, 6.0]])
     labels = np.array(["c", "c", "A", "B", "A+B"])
     effects = data_average_treatment_effects(
         expression, labels, ["A", "B", "A+B"], "c", method="mean"
     )
     np.testing.assert_allclose(effects, [[0.0, 2.0], [2.0, 4.0], [5.0, 6.0]])
-    additive = additive_effects(["A+B"], {"A": effects[0], "B": effects[1]})
-    np.testing.assert_allclose(additive, [[2.0, 6.0]])
+
+    dosage = sp.csr_matrix([[0, 0], [0, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    fitted = fit_effect_baselines(
+        sp.csr_matrix(expression), dosage, method="mean", ridge_alpha=0.5
+    )
+    predicted = fitted.predict(np.array([[1.0, 1.0], [1.0, 0.0]]))
+    np.testing.assert_allclose(predicted["control_mean"], 0.0)
+    # perturbed cells' mean (13/3, 4) minus the control mean (2, 0)
+    np.testing.assert_allclose(predicted["perturbed_mean"], [[7 / 3, 4.0], [7 / 3, 4.0]])
+    np.testing.assert_allclose(predicted["additive"], [[2.0, 6.0], [0.0, 2.0]])
+    reference = Ridge(alpha=0.5).fit(dosage.toarray().astype(np.float64), expression)
+    np.testing.assert_allclose(
+        predicted["ridge"], np.array([[1, 1], [1, 0]]) @ reference.coef_.T, rtol=1e-10
+    )
+
+
+def test_additive_baseline_is_undefined_for_perturbations_never_seen_alone() -> None:
+    expression = np.array([[1.0], [2.0], [5.0]])
+    dosage = sp.csr_matrix([[0, 0], [1, 0], [1, 1]], dtype=np.float32)
+    predicted = fit_effect_baselines(expression, dosage, method="mean").predict(
+        np.array([[1.0, 0.0], [0.0, 1.0]])
+    )
+    np.testing.assert_allclose(predicted["additive"][0], [1.0])
+    assert np.isnan(predicted["additive"][1]).all()
 
 
 def test_mask_auroc_is_one_for_a_perfect_ranking_and_half_for_a_constant() -> None:
