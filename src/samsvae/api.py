@@ -404,9 +404,14 @@ class PerturbationModel:
         method: ATEMethod = "perturbseq",
         n_samples: int = 2500,
         library_size: float = 1e4,
+        share_basal: bool = False,
         seed: int | None = 0,
     ) -> ad.AnnData:
         """Model ATE of each perturbation against the control (DESIGN.md §5).
+
+        ``share_basal=True`` reuses each particle's basal state for the control and every
+        intervention (common random numbers: same expectation, lower variance); the default
+        reproduces the paper's estimator.
 
         ``perturbations`` defaults to every label seen in the training data. Returns AnnData
         (interventions x genes) with the effects in X and ``uns["ate_method"]``.
@@ -419,7 +424,12 @@ class PerturbationModel:
         dosage = self._dosage_rows(perturbations)
         with _seeded(seed):
             effects = model_average_treatment_effects(
-                self.module, dosage, method=method, n_samples=n_samples, library_size=library_size
+                self.module,
+                dosage,
+                method=method,
+                n_samples=n_samples,
+                library_size=library_size,
+                share_basal=share_basal,
             )
         result = ad.AnnData(
             X=effects.numpy(),

@@ -37,12 +37,15 @@ def model_average_treatment_effects(
     n_samples: int = 2500,
     library_size: float = PERTURBSEQ_SCALE,
     particles_per_chunk: int = 250,
+    share_basal: bool = False,
 ) -> torch.Tensor:
     """Monte-Carlo ATE of each dosage row (n_interventions, T) -> (n_interventions, n_genes).
 
     Each particle draws the globals from q, z_basal from the prior (independently for the control
-    and every intervention), samples counts at ``library_size`` and applies g. All interventions
-    and the particles of a chunk go through the decoder as one batch.
+    and every intervention: the paper's estimator), samples counts at ``library_size`` and
+    applies g. ``share_basal=True`` uses one z_basal per particle for the control and all
+    interventions (common random numbers): the same expectation with less variance. All
+    interventions and the particles of a chunk go through the decoder as one batch.
     """
     index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
     rows = torch.cat([torch.zeros(1, len(index), dtype=dosage.dtype), dosage[:, index]])
@@ -51,7 +54,7 @@ def model_average_treatment_effects(
     for start in range(0, n_samples, particles_per_chunk):
         n = min(particles_per_chunk, n_samples - start)
         sample = module.sample_globals(index.to(rows.device), n)
-        x = module.generate(rows, sample, library_size)  # (n, 1 + A, G)
+        x = module.generate(rows, sample, library_size, share_basal=share_basal)  # (n, 1 + A, G)
         totals += transform(x, method).sum(0).double()
     means = totals / n_samples
     return (means[1:] - means[:1]).float().cpu()

@@ -145,13 +145,20 @@ class SAMSVAEModule(nn.Module):
 
     # --- generation ---------------------------------------------------------------------------
     def generate(
-        self, dosage: torch.Tensor, sample: GlobalSample, library_size: float | torch.Tensor
+        self,
+        dosage: torch.Tensor,
+        sample: GlobalSample,
+        library_size: float | torch.Tensor,
+        *,
+        share_basal: bool = False,
     ) -> torch.Tensor:
         """Sample x for dosage rows (n_rows, len(index)) under each global draw, with z_b ~ p.
 
-        Returns (n_particles, n_rows, n_genes).
+        ``share_basal`` draws one z_b per particle for all rows (common random numbers) instead of
+        one per row and particle. Returns (n_particles, n_rows, n_genes).
         """
         shift = self.latent_shift(dosage, sample)
-        z = torch.randn_like(shift) + shift
+        basal_shape = (shift.shape[0], 1, shift.shape[2]) if share_basal else shift.shape
+        z = torch.randn(basal_shape, dtype=shift.dtype, device=shift.device) + shift
         log_library = torch.as_tensor(library_size, dtype=z.dtype, device=z.device).log()
         return self.likelihood.sample(self.decoder(z), log_library.expand(z.shape[:-1]))
