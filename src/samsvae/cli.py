@@ -18,6 +18,8 @@ SUMMARY_KEYS = (
     ("additive_baseline_ate_pearson_r", "ATE r, held-out combos (additive baseline)"),
     ("ridge_baseline_ate_pearson_r", "ATE r, held-out combos (ridge baseline)"),
     ("heldout_combo_ate_pearson_r_top20", "ATE r top-20 genes (SAMS-VAE)"),
+    ("heldout_combo_energy_distance", "energy distance to held-out cells (SAMS-VAE)"),
+    ("control_baseline_energy_distance", "energy distance to held-out cells (controls)"),
 )
 
 

@@ -8,7 +8,14 @@ from sklearn.linear_model import Ridge
 
 from samsvae.evaluate.ate import data_average_treatment_effects, transform
 from samsvae.evaluate.baselines import fit_effect_baselines
-from samsvae.evaluate.metrics import ate_metrics, mask_auroc, mask_recovery, pearson_r, r_squared
+from samsvae.evaluate.metrics import (
+    ate_metrics,
+    energy_distance,
+    mask_auroc,
+    mask_recovery,
+    pearson_r,
+    r_squared,
+)
 
 
 def test_mask_recovery_is_invariant_to_permuting_latent_dimensions() -> None:
@@ -93,3 +100,21 @@ def test_mask_auroc_is_one_for_a_perfect_ranking_and_half_for_a_constant() -> No
     probabilities = np.array([[0.8], [0.6], [0.4], [0.2]])
     truth = np.array([[1], [0], [1], [0]], dtype=bool)
     assert mask_auroc(probabilities, truth) == pytest.approx(0.75)
+
+
+def test_energy_distance_matches_scipy_in_one_dimension_and_a_direct_sum() -> None:
+    from scipy.stats import energy_distance as scipy_energy_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 300), rng.normal(0.5, 2, 200)
+    # scipy returns sqrt(2 E|X-Y| - E|X-X'| - E|Y-Y'|)
+    assert energy_distance(a, b) == pytest.approx(scipy_energy_distance(a, b) ** 2)
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
+    distance = lambda u, v: np.mean([np.linalg.norm(p - q) for p in u for q in v])  # noqa: E731
+    expected = 2 * distance(x, y) - distance(x, x) - distance(y, y)
+    assert energy_distance(x, y) == pytest.approx(expected)
+    assert energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert (
+        energy_distance(rng.normal(size=(3000, 2)), rng.normal(size=(3000, 2)), max_cells=500)
+        < 0.05
+    )
