@@ -14,7 +14,13 @@ import scipy.sparse as sp
 import torch
 
 from samsvae import io
-from samsvae.config import CPAVAEConfig, SAMSVAEConfig, TrainConfig, config_from_dict
+from samsvae.config import (
+    ConditionalVAEConfig,
+    CPAVAEConfig,
+    SAMSVAEConfig,
+    TrainConfig,
+    config_from_dict,
+)
 from samsvae.data import (
     CellDataset,
     DeviceBatches,
@@ -31,7 +37,7 @@ from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate.ate import ATE_METHODS, ATEMethod, model_average_treatment_effects
 from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.inference.training import fit, quiet_lightning
-from samsvae.models import CPAVAEModule, SAMSVAEModule
+from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -67,12 +73,12 @@ class PerturbationModel:
     """Shared machinery of the perturbation models: setup, training, save/load, predictions."""
 
     module_cls: ClassVar[type[SAMSVAEModule]]
-    config_cls: ClassVar[type[SAMSVAEConfig] | type[CPAVAEConfig]]
+    config_cls: ClassVar[type[SAMSVAEConfig] | type[CPAVAEConfig] | type[ConditionalVAEConfig]]
 
     def __init__(
         self,
         adata: ad.AnnData | None,
-        config: SAMSVAEConfig | CPAVAEConfig,
+        config: SAMSVAEConfig | CPAVAEConfig | ConditionalVAEConfig,
         *,
         design: PerturbationDesign | None = None,
     ) -> None:
@@ -350,9 +356,9 @@ class PerturbationModel:
             for batch in make_loader(dataset, rows, batch_size=batch_size, shuffle=False):
                 batch = batch.to(self._device())
                 sample = self.module.sample_globals(batch.perturbation_index, n_samples)
-                shift = self.module.latent_shift(batch.dosage, sample)
-                loc, _ = self.module.encode(batch.counts, shift)
-                z = loc.expand_as(shift) + (shift if latent == "full" else 0)
+                z = self.module.posterior_latent_mean(
+                    batch.counts, batch.dosage, sample, full=latent == "full"
+                )
                 out.append(z.mean(0).cpu().numpy())
         return np.concatenate(out)
 
@@ -612,5 +618,38 @@ class CPAVAE(PerturbationModel):
             embedding_prior_scale=embedding_prior_scale,
             likelihood=likelihood,
             encoder_input=encoder_input,
+        )
+        super().__init__(adata, config)
+
+
+class ConditionalVAE(PerturbationModel):
+    r"""Conditional VAE: the dosage row is an input of the encoder and the decoder.
+
+    .. math::
+        z_i \sim N(0, I),\ x_i \sim p_\theta(x \mid [z_i, d_i], l_i),\ q(z_i \mid x_i, d_i)
+
+    No global variables and no masks (``get_mask_probabilities`` raises). Same data setup,
+    training, evaluation and save/load as :class:`SAMSVAE`; parameters mean what they do there.
+    """
+
+    module_cls = ConditionalVAEModule
+    config_cls = ConditionalVAEConfig
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        *,
+        n_latent: int = 100,
+        n_hidden: int = 400,
+        n_layers: int = 1,
+        n_particles: int = 5,
+        likelihood: Literal["nb", "normal", "poisson"] = "nb",
+    ) -> None:
+        config = ConditionalVAEConfig(
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            n_particles=n_particles,
+            likelihood=likelihood,
         )
         super().__init__(adata, config)

@@ -73,6 +73,22 @@ class CPAVAEConfig:
         _check_shared_fields(self)
 
 
+@dataclass(frozen=True)
+class ConditionalVAEConfig:
+    """Hyperparameters of the conditional VAE (see :class:`samsvae.ConditionalVAE`)."""
+
+    n_latent: int = 100
+    n_hidden: int = 400
+    n_layers: int = 1
+    n_particles: int = 5
+    likelihood: Likelihood = "nb"
+
+    def __post_init__(self) -> None:
+        for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
+            _check_positive_int(name, getattr(self, name))
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+
+
 def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:
     """Checks of the fields every latent perturbation model has."""
     for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):

@@ -199,3 +199,29 @@ def test_cpa_vae_trains_saves_and_loads(tiny_adata: ad.AnnData, tmp_path) -> Non
     )
     with pytest.raises(ValueError, match=r"load it with samsvae\.CPAVAE\.load"):
         samsvae.SAMSVAE.load(tmp_path / "cpa")
+
+
+def test_conditional_vae_trains_predicts_combinations_and_round_trips(
+    tiny_adata: ad.AnnData, tmp_path
+) -> None:
+    import dataclasses
+    import inspect
+
+    from samsvae.config import ConditionalVAEConfig
+
+    parameters = inspect.signature(samsvae.ConditionalVAE.__init__).parameters
+    user = {n: p.default for n, p in parameters.items() if n not in ("self", "adata")}
+    assert user == {f.name: f.default for f in dataclasses.fields(ConditionalVAEConfig)}
+
+    samsvae.ConditionalVAE.setup_anndata(tiny_adata)
+    model = samsvae.ConditionalVAE(tiny_adata, n_latent=4, n_hidden=16)
+    model.train(**FAST)
+    assert np.isfinite(model.history[["train_loss", "val_loss"]].to_numpy()).all()
+    assert model.predict(["P1+P5"], n_samples=4).shape == (4, 24)
+    with pytest.raises(TypeError, match="no masks"):
+        model.get_mask_probabilities()
+    loaded = samsvae.ConditionalVAE.load(model.save(tmp_path / "cvae"))
+    np.testing.assert_array_equal(
+        loaded.average_treatment_effects(["P0+P1"], n_samples=50).X,
+        model.average_treatment_effects(["P0+P1"], n_samples=50).X,
+    )

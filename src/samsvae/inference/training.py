@@ -94,10 +94,9 @@ class TrainingPlan(L.LightningModule):
         # about lr per step, so mask logits need many steps to leave their initial value.
         global_ids = {id(p) for p in self.module.guide.parameters()}
         local = [p for p in self.module.parameters() if id(p) not in global_ids]
-        groups = [
-            {"params": local, "lr": self.lr},
-            {"params": list(self.module.guide.parameters()), "lr": self.global_lr},
-        ]
+        groups = [{"params": local, "lr": self.lr}]
+        if global_ids:  # a conditional VAE has no global variables
+            groups.append({"params": list(self.module.guide.parameters()), "lr": self.global_lr})
         return torch.optim.Adam(groups, weight_decay=self.weight_decay)
 
     def transfer_batch_to_device(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from samsvae.models.cpa_vae import CPAVAEModule, UnmaskedGuide
+from samsvae.models.cvae import ConditionalVAEModule, NoGlobals
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide
 from samsvae.models.records import GlobalSample, LocalTerms
 from samsvae.models.sams_vae import SAMSVAEModule
 
 __all__ = [
     "CPAVAEModule",
+    "ConditionalVAEModule",
     "CorrelatedGuide",
     "GlobalSample",
     "LocalTerms",
     "MeanFieldGuide",
+    "NoGlobals",
     "SAMSVAEModule",
     "UnmaskedGuide",
 ]

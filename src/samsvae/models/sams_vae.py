@@ -44,12 +44,10 @@ class SAMSVAEModule(nn.Module):
         self.config = config
         self.n_genes = n_genes
         self.n_perturbations = n_perturbations
-        k, h, n_layers = config.n_latent, config.n_hidden, config.n_layers
+        h, n_layers = config.n_hidden, config.n_layers
         self.guide = self.build_guide(n_perturbations, config)
-        self.encoder = BasalEncoder(
-            n_genes, k, h, n_layers, use_shift=config.encoder_input == "x_and_shift"
-        )
-        self.decoder = ResidualMLP(k, h, n_layers)
+        self.encoder = self.build_encoder(n_genes, n_perturbations, config)
+        self.decoder = ResidualMLP(self.decoder_input_size(n_perturbations, config), h, n_layers)
         self.likelihood = LIKELIHOOD_HEADS[config.likelihood](h, n_genes)
         self.register_buffer("gene_mean", torch.zeros(n_genes))
         self.register_buffer("gene_scale", torch.ones(n_genes))
@@ -68,6 +66,22 @@ class SAMSVAEModule(nn.Module):
             n_hidden=config.n_hidden,
             n_layers=config.n_layers,
         )
+
+    @staticmethod
+    def build_encoder(n_genes: int, n_perturbations: int, config: SAMSVAEConfig) -> BasalEncoder:
+        """q(z_basal | x, shift), or q(z_basal | x) when ``encoder_input == "x"``."""
+        return BasalEncoder(
+            n_genes,
+            config.n_latent,
+            config.n_hidden,
+            config.n_layers,
+            use_shift=config.encoder_input == "x_and_shift",
+        )
+
+    @staticmethod
+    def decoder_input_size(n_perturbations: int, config: SAMSVAEConfig) -> int:
+        """The decoder sees z (n_latent)."""
+        return config.n_latent
 
     def mask_log_prior(self, masks: torch.Tensor) -> torch.Tensor:
         """log p(m) = log Bernoulli(m | mask_prior), elementwise."""
@@ -112,6 +126,22 @@ class SAMSVAEModule(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """loc, scale of q(z_basal | x, shift); (n_particles, n_cells, K) or (n_cells, K)."""
         return self.encoder(self.normalise(counts), shift)
+
+    def posterior_latent_mean(
+        self,
+        counts: torch.Tensor,
+        dosage: torch.Tensor,
+        sample: GlobalSample,
+        *,
+        full: bool,
+    ) -> torch.Tensor:
+        """Mean of q(z_basal | .) (or of z = z_basal + shift when ``full``) per global draw.
+
+        Returns (n_particles, n_cells, n_latent).
+        """
+        shift = self.latent_shift(dosage, sample)
+        loc, _ = self.encode(counts, shift)
+        return loc.expand_as(shift) + (shift if full else 0)
 
     def local_terms(
         self,

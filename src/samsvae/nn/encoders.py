@@ -20,11 +20,19 @@ class BasalEncoder(nn.Module):
     """
 
     def __init__(
-        self, n_genes: int, n_latent: int, n_hidden: int, n_layers: int, *, use_shift: bool
+        self,
+        n_genes: int,
+        n_latent: int,
+        n_hidden: int,
+        n_layers: int,
+        *,
+        use_shift: bool,
+        n_condition: int | None = None,
     ) -> None:
         super().__init__()
         self.trunk = ResidualMLP(n_genes, n_hidden, n_layers)
-        self.shift_layer = nn.Linear(n_latent, n_hidden, bias=False) if use_shift else None
+        n_shift = n_latent if n_condition is None else n_condition  # a conditional VAE feeds d
+        self.shift_layer = nn.Linear(n_shift, n_hidden, bias=False) if use_shift else None
         self.loc = nn.Linear(n_hidden, n_latent)
         self.scale = nn.Linear(n_hidden, n_latent)
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from samsvae.config import CPAVAEConfig, SAMSVAEConfig
+from samsvae.config import ConditionalVAEConfig, CPAVAEConfig, SAMSVAEConfig
 from samsvae.data.batch import Batch
 from samsvae.inference.objectives import iwelbo, minibatch_elbo, plated_elbo_sum
-from samsvae.models import CPAVAEModule, SAMSVAEModule
+from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule
 
 N_CELLS, N_GENES, N_PERTURBATIONS, N_PARTICLES = 40, 7, 5, 3
 
@@ -19,6 +19,9 @@ def _problem(guide: str) -> tuple[SAMSVAEModule, torch.Tensor, torch.Tensor, tor
     torch.manual_seed(0)
     if guide == "cpa_vae":
         module = CPAVAEModule(N_GENES, N_PERTURBATIONS, CPAVAEConfig(n_latent=3, n_hidden=8))
+    elif guide == "conditional_vae":
+        config = ConditionalVAEConfig(n_latent=3, n_hidden=8)
+        module = ConditionalVAEModule(N_GENES, N_PERTURBATIONS, config)
     else:
         config = SAMSVAEConfig(n_latent=3, n_hidden=8, guide=guide, mask_prior=0.2)  # type: ignore[arg-type]
         module = SAMSVAEModule(N_GENES, N_PERTURBATIONS, config)
@@ -43,7 +46,7 @@ def _full_data_objective(module, counts, dosage, library, sample, noise) -> torc
     return local.log_weight.sum(-1) + global_terms.sum(-1)
 
 
-@pytest.mark.parametrize("guide", ["mean_field", "correlated", "cpa_vae"])
+@pytest.mark.parametrize("guide", ["mean_field", "correlated", "cpa_vae", "conditional_vae"])
 @pytest.mark.parametrize("batch_size", [1, 7, 16, N_CELLS])
 def test_plated_elbo_summed_over_an_epoch_equals_the_full_data_objective(
     guide: str, batch_size: int
