@@ -72,6 +72,7 @@ def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
 class PerturbationModel:
     """Shared machinery of the perturbation models: setup, training, save/load, predictions."""
 
+    has_masks: ClassVar[bool] = True
     module_cls: ClassVar[type[SAMSVAEModule]]
     config_cls: ClassVar[type[SAMSVAEConfig] | type[CPAVAEConfig] | type[ConditionalVAEConfig]]
 
@@ -632,6 +633,7 @@ class ConditionalVAE(PerturbationModel):
     training, evaluation and save/load as :class:`SAMSVAE`; parameters mean what they do there.
     """
 
+    has_masks = False
     module_cls = ConditionalVAEModule
     config_cls = ConditionalVAEConfig
 

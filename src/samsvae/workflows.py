@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samsvae.api import SAMSVAE
+from samsvae.api import SAMSVAE, PerturbationModel
 from samsvae.datasets import simulate
 from samsvae.evaluate import (
     ate_metrics,
@@ -57,16 +57,18 @@ def split_held_out_combinations(
     return sorted(order[: len(order) - n_test]), sorted(order[len(order) - n_test :])
 
 
-def run_quickstart(
-    out: str | Path, settings: QuickstartSettings, *, progress_bar: bool = True
-) -> dict[str, Any]:
-    """Simulate, hold out combinations, train SAMS-VAE, evaluate, write a run folder.
+@dataclass(frozen=True)
+class SimulationTask:
+    """A simulated screen split into training cells and held-out combinations."""
 
-    Writes ``metrics.json``, ``model/``, ``mask_heatmap.png``, ``ate_scatter.png`` and
-    ``training_curves.png`` into ``out`` and returns the metrics.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    adata: Any
+    train: Any
+    test: Any
+    held_out: list[str]
+
+
+def simulate_task(settings: QuickstartSettings) -> SimulationTask:
+    """Simulate the screen of ``settings`` and hold out a seeded fraction of the combinations."""
     s = settings
     adata = simulate(
         n_perturbations=s.n_perturbations,
@@ -82,11 +84,14 @@ def run_quickstart(
     _, held_out = split_held_out_combinations(combos, s.held_out_fraction, s.seed)
     is_test = adata.obs["perturbation"].isin(held_out).to_numpy()
     train, test = adata[~is_test].copy(), adata[is_test].copy()
+    return SimulationTask(adata, train, test, held_out)
 
-    SAMSVAE.setup_anndata(train, perturbation_key="perturbation", control="control")
-    model = SAMSVAE(
-        train, n_latent=s.model_latent, n_hidden=s.n_hidden, mask_prior=s.mask_prior, guide=s.guide
-    )  # type: ignore[arg-type]
+
+def train_on_task(
+    model: PerturbationModel, settings: QuickstartSettings, *, progress_bar: bool
+) -> None:
+    """Train with the optimisation settings of ``settings``."""
+    s = settings
     model.train(
         max_epochs=s.max_epochs,
         batch_size=s.batch_size,
@@ -95,6 +100,30 @@ def run_quickstart(
         seed=s.seed,
         progress_bar=progress_bar,
     )
+
+
+def run_quickstart(
+    out: str | Path, settings: QuickstartSettings, *, progress_bar: bool = True
+) -> dict[str, Any]:
+    """Simulate, hold out combinations, train SAMS-VAE, evaluate, write a run folder.
+
+    Writes ``metrics.json``, ``model/``, ``mask_heatmap.png``, ``ate_scatter.png`` and
+    ``training_curves.png`` into ``out`` and returns the metrics.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = settings
+    task = simulate_task(s)
+    adata, test, held_out = task.adata, task.test, task.held_out
+    SAMSVAE.setup_anndata(task.train, perturbation_key="perturbation", control="control")
+    model = SAMSVAE(
+        task.train,
+        n_latent=s.model_latent,
+        n_hidden=s.n_hidden,
+        mask_prior=s.mask_prior,
+        guide=s.guide,  # type: ignore[arg-type]
+    )
+    train_on_task(model, s, progress_bar=progress_bar)
     metrics = evaluate_on_simulation(model, adata, test, held_out, settings)
     ate = metrics.pop("_ate")
     model.save(out / "model", overwrite=True)
@@ -104,7 +133,11 @@ def run_quickstart(
 
 
 def evaluate_on_simulation(
-    model: SAMSVAE, adata: Any, test: Any, held_out: list[str], settings: QuickstartSettings
+    model: PerturbationModel,
+    adata: Any,
+    test: Any,
+    held_out: list[str],
+    settings: QuickstartSettings,
 ) -> dict[str, Any]:
     """Mask recovery, held-out IWELBO, held-out-combination ATE metrics (model and baselines).
 
@@ -121,13 +154,9 @@ def evaluate_on_simulation(
     predicted = model.average_treatment_effects(
         held_out, n_samples=settings.ate_samples, seed=settings.seed
     ).X
-    probabilities = model.get_mask_probabilities().to_numpy()
-    true_masks = simulated_masks_in_model_order(adata, model.design.perturbations)
     model_ate = ate_metrics(predicted, observed)
-
     return {
-        **mask_recovery(probabilities > 0.5, true_masks),
-        "mask_auroc": mask_auroc(probabilities, true_masks),
+        **_mask_metrics(model, adata),
         "heldout_iwelbo": model.iwelbo(test, n_particles=settings.iwelbo_particles),
         **{f"heldout_combo_{k}": v for k, v in model_ate.items()},
         **{
@@ -146,7 +175,21 @@ def evaluate_on_simulation(
     }
 
 
-def _energy_distances(model: SAMSVAE, adata: Any, held_out: list[str], seed: int) -> dict:
+def _mask_metrics(model: PerturbationModel, adata: Any) -> dict[str, Any]:
+    """Mask recovery against the simulation's truth, for models that have masks."""
+    if not model.has_masks:
+        return {}
+    probabilities = model.get_mask_probabilities().to_numpy()
+    true_masks = simulated_masks_in_model_order(adata, model.design.perturbations)
+    return {
+        **mask_recovery(probabilities > 0.5, true_masks),
+        "mask_auroc": mask_auroc(probabilities, true_masks),
+    }
+
+
+def _energy_distances(
+    model: PerturbationModel, adata: Any, held_out: list[str], seed: int
+) -> dict:
     """Mean energy distance to the observed cells of each held-out combination, in g(x) space:
     of cells generated by the model, and of control cells (the no-effect baseline)."""
     labels = adata.obs["perturbation"].astype(str).to_numpy()

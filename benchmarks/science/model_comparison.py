@@ -1,0 +1,145 @@
+"""Train every latent model on one simulated screen with held-out combinations and compare.
+
+Uses the quickstart simulation and split (`samsvae.workflows.simulate_task`) and its training
+settings; writes `benchmarks/results/model_comparison.{json,md}`: held-out IWELBO, ATE Pearson r
+and R² on the held-out combinations (all genes and top-20), mask F1 / AUROC where a model has
+masks, and energy distance of generated to observed cells, beside the non-learned baselines.
+
+    python benchmarks/science/model_comparison.py [--max-epochs 60] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+import samsvae
+from samsvae.workflows import (
+    QuickstartSettings,
+    evaluate_on_simulation,
+    simulate_task,
+    train_on_task,
+)
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+BASELINES = ("additive", "ridge", "perturbed_mean", "control_mean")
+
+
+def build_models(train, s: QuickstartSettings) -> dict:
+    shared = {"n_latent": s.model_latent, "n_hidden": s.n_hidden}
+    return {
+        "SAMS-VAE (mean-field)": lambda: samsvae.SAMSVAE(
+            train, mask_prior=s.mask_prior, guide="mean_field", **shared
+        ),
+        "SAMS-VAE (correlated)": lambda: samsvae.SAMSVAE(
+            train, mask_prior=s.mask_prior, guide="correlated", **shared
+        ),
+        "CPA-VAE": lambda: samsvae.CPAVAE(train, **shared),
+        "conditional VAE": lambda: samsvae.ConditionalVAE(train, **shared),
+    }
+
+
+def _fmt(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(rows: dict[str, dict], command: str, commit: str) -> str:
+    columns = [
+        ("heldout_iwelbo", "held-out IWELBO"),
+        ("ate_pearson_r", "ATE r"),
+        ("ate_pearson_r_top20", "ATE r top-20"),
+        ("ate_r2", "ATE R²"),
+        ("mask_f1", "mask F1"),
+        ("mask_auroc", "mask AUROC"),
+        ("energy_distance", "energy distance"),
+        ("train_seconds", "train s"),
+    ]
+    lines = [
+        f"Command: `{command}` (commit {commit[:8]}). Held-out combinations only.",
+        "",
+        "| model | " + " | ".join(label for _, label in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k, _ in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--max-epochs", type=int, default=QuickstartSettings().max_epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    settings = dataclasses.replace(
+        QuickstartSettings(), max_epochs=args.max_epochs, seed=args.seed
+    )
+    task = simulate_task(settings)
+    samsvae.SAMSVAE.setup_anndata(task.train)
+    rows: dict[str, dict] = {}
+    metrics: dict[str, dict] = {}
+    for name, build in build_models(task.train, settings).items():
+        torch.manual_seed(settings.seed)
+        model = build()
+        start = time.perf_counter()
+        train_on_task(model, settings, progress_bar=False)
+        seconds = time.perf_counter() - start
+        result = evaluate_on_simulation(model, task.adata, task.test, task.held_out, settings)
+        result.pop("_ate"), result.pop("settings")
+        metrics[name] = result | {"train_seconds": seconds}
+        rows[name] = {k.removeprefix("heldout_combo_"): v for k, v in metrics[name].items()}
+        print(
+            name,
+            json.dumps(
+                {
+                    k: _fmt(v)
+                    for k, v in rows[name].items()
+                    if k in ("ate_pearson_r", "mask_f1", "heldout_iwelbo")
+                }
+            ),
+            flush=True,
+        )
+    first = next(iter(metrics.values()))
+    for baseline in BASELINES:
+        prefix = f"{baseline}_baseline_"
+        rows[f"{baseline} baseline"] = {
+            k.removeprefix(prefix): v for k, v in first.items() if k.startswith(prefix)
+        }
+    rows["control baseline"] = {"energy_distance": first["control_baseline_energy_distance"]}
+    rows["control_mean baseline"].setdefault("energy_distance", None)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    command = "python benchmarks/science/model_comparison.py" + (
+        f" --max-epochs {args.max_epochs}"
+        if args.max_epochs != QuickstartSettings().max_epochs
+        else ""
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": command,
+        "commit": commit,
+        "settings": dataclasses.asdict(settings),
+        "metrics": metrics,
+        "torch": torch.__version__,
+    }
+    (RESULTS / "model_comparison.json").write_text(
+        json.dumps(record, indent=2, default=lambda v: None)
+    )
+    table = markdown(rows, command, commit)
+    (RESULTS / "model_comparison.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
