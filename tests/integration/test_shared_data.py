@@ -1,0 +1,29 @@
+"""Real Perturb-seq data from ../shared/data, when present (skipped cleanly otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+import samsvae
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+PAPALEXI = SHARED / "papalexi2021" / "papalexi2021_thp1_lowmoi.h5ad"
+
+
+@pytest.mark.skipif(not PAPALEXI.exists(), reason=f"{PAPALEXI} is not available")
+def test_sams_vae_fits_a_papalexi_subset() -> None:
+    adata = ad.read_h5ad(PAPALEXI)
+    subset = adata[np.random.default_rng(0).choice(adata.n_obs, 1500, replace=False)].copy()
+    samsvae.SAMSVAE.setup_anndata(subset, perturbation_key="perturbation",
+                                  control="non-targeting")
+    model = samsvae.SAMSVAE(subset, n_latent=8, n_hidden=32, mask_prior=0.1)
+    model.train(max_epochs=2, lr=1e-3, progress_bar=False)
+    assert np.isfinite(model.history[["train_loss", "val_loss"]].to_numpy()).all()
+    assert np.isfinite(model.iwelbo(n_particles=10))
+    effects = model.average_treatment_effects(["STAT1", "JAK2"], n_samples=100)
+    assert effects.shape == (2, adata.n_vars)
+    assert np.isfinite(effects.X).all()
