@@ -77,11 +77,26 @@ def quickstart(
         f"{settings.n_combinations} combinations; training SAMS-VAE on CPU/GPU ..."
     )
     metrics = run_quickstart(out, settings, progress_bar=not no_progress)
+    _print_summary(metrics)
+    click.echo(f"\nWrote {out}/metrics.json, model/, figures and report.html")
+
+
+def _print_summary(metrics: dict) -> None:
     width = max(len(label) for _, label in SUMMARY_KEYS)
     click.echo("")
     for key, label in SUMMARY_KEYS:
         click.echo(f"  {label:<{width}}  {metrics[key]:.3f}")
-    click.echo(f"\nWrote {out}/metrics.json, model/, mask_heatmap.png, ate_scatter.png")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+def evaluate(run_dir: Path) -> None:
+    """Re-evaluate a quickstart RUN_DIR: metrics.json, figures and a self-contained report.html."""
+    from samsvae.workflows import evaluate_run
+
+    metrics = evaluate_run(run_dir)
+    _print_summary(metrics)
+    click.echo(f"\nWrote {run_dir}/metrics.json, figures and report.html")
 
 
 @main.command()

@@ -21,6 +21,7 @@ from samsvae.evaluate import (
     mask_recovery,
 )
 from samsvae.evaluate.ate import transform
+from samsvae.evaluate.report import write_html_report
 
 
 @dataclass(frozen=True)
@@ -107,14 +108,13 @@ def run_quickstart(
 ) -> dict[str, Any]:
     """Simulate, hold out combinations, train SAMS-VAE, evaluate, write a run folder.
 
-    Writes ``metrics.json``, ``model/``, ``mask_heatmap.png``, ``ate_scatter.png`` and
-    ``training_curves.png`` into ``out`` and returns the metrics.
+    Writes ``metrics.json``, ``model/``, ``mask_heatmap.png``, ``ate_scatter.png``,
+    ``training_curves.png`` and ``report.html`` into ``out`` and returns the metrics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = settings
     task = simulate_task(s)
-    adata, test, held_out = task.adata, task.test, task.held_out
     SAMSVAE.setup_anndata(task.train, perturbation_key="perturbation", control="control")
     model = SAMSVAE(
         task.train,
@@ -124,11 +124,42 @@ def run_quickstart(
         guide=s.guide,  # type: ignore[arg-type]
     )
     train_on_task(model, s, progress_bar=progress_bar)
-    metrics = evaluate_on_simulation(model, adata, test, held_out, settings)
-    ate = metrics.pop("_ate")
     model.save(out / "model", overwrite=True)
+    return _evaluate_and_write(out, model, task, settings)
+
+
+def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
+    """Re-evaluate a quickstart run folder: rebuild its task from the recorded settings, load the
+    model, and rewrite ``metrics.json``, the figures and ``report.html``."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        msg = f"{run_dir} is not a run folder: metrics.json is missing (run samsvae quickstart)."
+        raise FileNotFoundError(msg)
+    recorded = json.loads(metrics_path.read_text()).get("settings", {})
+    settings = QuickstartSettings(**recorded)
+    task = simulate_task(settings)
+    model = SAMSVAE.load(run_dir / "model", adata=task.train)
+    return _evaluate_and_write(run_dir, model, task, settings)
+
+
+def _evaluate_and_write(
+    out: Path, model: PerturbationModel, task: SimulationTask, settings: QuickstartSettings
+) -> dict[str, Any]:
+    metrics = evaluate_on_simulation(model, task.adata, task.test, task.held_out, settings)
+    ate = metrics.pop("_ate")
     (out / "metrics.json").write_text(json.dumps(_json_ready(metrics), indent=2))
     _write_figures(out, model, ate)
+    write_html_report(
+        out / "report.html",
+        title="samsvae run report",
+        metrics=_json_ready(metrics),
+        figures={
+            "held-out combination effects": out / "ate_scatter.png",
+            "mask inclusion probabilities": out / "mask_heatmap.png",
+            "training curves": out / "training_curves.png",
+        },
+    )
     return metrics
 
 

@@ -44,6 +44,20 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(tmp_path: Path) -> 
         assert isinstance(metrics[key], float)
     for name in ("mask_heatmap.png", "ate_scatter.png", "model/model.safetensors"):
         assert (out / name).stat().st_size > 0
+    report = (out / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 3
+    assert "heldout_combo_ate_pearson_r" in report
+
+    again = CliRunner().invoke(main, ["evaluate", str(out)])
+    assert again.exit_code == 0, again.output
+    # Re-evaluation rebuilds the same task and seeds: identical metrics.
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_evaluate_refuses_a_folder_without_a_run(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "metrics.json is missing" in str(result.exception)
 
 
 def test_simulate_writes_a_readable_h5ad(tmp_path: Path) -> None:

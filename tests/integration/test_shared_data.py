@@ -18,8 +18,7 @@ PAPALEXI = SHARED / "papalexi2021" / "papalexi2021_thp1_lowmoi.h5ad"
 def test_sams_vae_fits_a_papalexi_subset() -> None:
     adata = ad.read_h5ad(PAPALEXI)
     subset = adata[np.random.default_rng(0).choice(adata.n_obs, 1500, replace=False)].copy()
-    samsvae.SAMSVAE.setup_anndata(subset, perturbation_key="perturbation",
-                                  control="non-targeting")
+    samsvae.SAMSVAE.setup_anndata(subset, perturbation_key="perturbation", control="non-targeting")
     model = samsvae.SAMSVAE(subset, n_latent=8, n_hidden=32, mask_prior=0.1)
     model.train(max_epochs=2, lr=1e-3, progress_bar=False)
     assert np.isfinite(model.history[["train_loss", "val_loss"]].to_numpy()).all()
