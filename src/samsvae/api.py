@@ -33,6 +33,7 @@ from samsvae.data import (
     validate,
     vocabulary_from_labels,
 )
+from samsvae.data.design import DOSAGE_ENCODINGS
 from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate.ate import ATE_METHODS, ATEMethod, model_average_treatment_effects
 from samsvae.evaluate.likelihood import predictive_iwelbo
@@ -109,6 +110,7 @@ class PerturbationModel:
         layer: str | None = None,
         combination_delimiter: str = "+",
         dosage_key: str | None = None,
+        dosage_encoding: Literal["additive", "unique"] = "additive",
     ) -> None:
         """Register where the counts and perturbation labels of ``adata`` live.
 
@@ -128,12 +130,22 @@ class PerturbationModel:
         dosage_key
             Optional ``adata.obsm`` key of a ready (cells x perturbations) dosage matrix; a
             DataFrame's columns name the perturbations.
+        dosage_encoding
+            ``"additive"``: a combination's dosage is the sum of its singles' one-hot rows, so
+            unseen combinations of trained singles can be predicted. ``"unique"``: every label is
+            a perturbation of its own (combinations cannot be composed).
 
         Notes
         -----
         Writes the arguments to ``adata.uns["samsvae"]``; nothing else in ``adata`` changes.
         """
         validate.check_anndata(adata)
+        if dosage_encoding not in DOSAGE_ENCODINGS:
+            msg = (
+                f"dosage_encoding={dosage_encoding!r} is not supported; choose one of "
+                f"{list(DOSAGE_ENCODINGS)}."
+            )
+            raise ValueError(msg)
         validate.check_setup_keys(
             adata,
             perturbation_key=perturbation_key,
@@ -147,6 +159,7 @@ class PerturbationModel:
             "layer": layer,
             "combination_delimiter": combination_delimiter,
             "dosage_key": dosage_key,
+            "dosage_encoding": dosage_encoding,
         }
 
     @staticmethod
@@ -174,6 +187,7 @@ class PerturbationModel:
                 adata.obs[setup["perturbation_key"]].astype(str),
                 setup["control"],
                 setup["combination_delimiter"],
+                setup["dosage_encoding"],
             )
         if not names:
             msg = "adata has no perturbed cells: every cell carries the control label."

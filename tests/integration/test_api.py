@@ -225,3 +225,16 @@ def test_conditional_vae_trains_predicts_combinations_and_round_trips(
         loaded.average_treatment_effects(["P0+P1"], n_samples=50).X,
         model.average_treatment_effects(["P0+P1"], n_samples=50).X,
     )
+
+
+def test_unique_encoding_trains_and_refuses_unseen_combinations(tiny_adata: ad.AnnData) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata, dosage_encoding="unique")
+    model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    assert model.design.n_perturbations == 6 + 4  # singles and observed combinations
+    model.train(**FAST)
+    seen = next(p for p in model.design.perturbations if "+" in p)
+    assert model.average_treatment_effects([seen], n_samples=20).shape == (1, 24)
+    with pytest.raises(ValueError, match="only labels seen in training"):
+        model.predict(["P1+P5"] if seen != "P1+P5" else ["P0+P5"], n_samples=2)
+    with pytest.raises(ValueError, match="dosage_encoding='onehot' is not supported"):
+        samsvae.SAMSVAE.setup_anndata(tiny_adata, dosage_encoding="onehot")  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ class PerturbationDesign:
     combination_delimiter: str = "+"
     layer: str | None = None
     dosage_key: str | None = None
+    dosage_encoding: str = "additive"
 
     @property
     def n_perturbations(self) -> int:
@@ -39,9 +40,12 @@ class PerturbationDesign:
         return len(self.genes)
 
     def split_label(self, label: str) -> list[str]:
-        """Names of the single perturbations in ``label`` (empty for the control)."""
-        parts = [p.strip() for p in str(label).split(self.combination_delimiter)]
-        return [p for p in parts if p and p != self.control]
+        """Names of the perturbations in ``label`` (empty for the control).
+
+        ``"additive"`` splits a combination into its singles; ``"unique"`` keeps every label
+        whole, so a combination is a perturbation of its own.
+        """
+        return _label_parts(label, self.control, self.combination_delimiter, self.dosage_encoding)
 
     def unknown_singles(self, labels: Iterable[str]) -> list[str]:
         """Single perturbation names in ``labels`` that are not in the vocabulary."""
@@ -75,11 +79,19 @@ class PerturbationDesign:
         return cls(**values)
 
 
-def vocabulary_from_labels(labels: Iterable[str], control: str, delimiter: str) -> tuple[str, ...]:
-    """Sorted single-perturbation names appearing in ``labels``."""
+DOSAGE_ENCODINGS = ("additive", "unique")
+
+
+def _label_parts(label: str, control: str, delimiter: str, encoding: str) -> list[str]:
+    parts = [str(label).strip()] if encoding == "unique" else str(label).split(delimiter)
+    return [p.strip() for p in parts if p.strip() and p.strip() != control]
+
+
+def vocabulary_from_labels(
+    labels: Iterable[str], control: str, delimiter: str, encoding: str = "additive"
+) -> tuple[str, ...]:
+    """Sorted perturbation names appearing in ``labels`` under ``encoding``."""
     names: set[str] = set()
     for label in set(map(str, labels)):
-        names.update(p.strip() for p in label.split(delimiter))
-    names.discard(control)
-    names.discard("")
+        names.update(_label_parts(label, control, delimiter, encoding))
     return tuple(sorted(names))

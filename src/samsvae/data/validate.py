@@ -132,10 +132,14 @@ def check_perturbation_requests(requests: Iterable[str], design: PerturbationDes
     unknown = design.unknown_singles(requests)
     if unknown:
         hints = {u: difflib.get_close_matches(u, design.perturbations, n=3) for u in unknown[:5]}
-        msg = (
-            f"Unknown perturbations {unknown[:10]}: a request must be a trained perturbation or a "
-            f"'{design.combination_delimiter}'-joined combination of them. Close matches: {hints}."
+        rule = (
+            "with dosage_encoding='unique' every label is its own perturbation, so only labels "
+            "seen in training can be requested"
+            if design.dosage_encoding == "unique"
+            else "a request must be a trained perturbation or a "
+            f"'{design.combination_delimiter}'-joined combination of them"
         )
+        msg = f"Unknown perturbations {unknown[:10]}: {rule}. Close matches: {hints}."
         raise ValueError(msg)
     return requests
 

@@ -80,3 +80,16 @@ def test_device_batches_match_the_host_loader_batch_for_batch() -> None:
     for a, b in zip(host, device, strict=True):
         for field in ("counts", "dosage", "perturbation_index", "library_size", "index"):
             np.testing.assert_array_equal(getattr(a, field).numpy(), getattr(b, field).numpy())
+
+
+def test_unique_encoding_makes_every_label_its_own_perturbation() -> None:
+    labels = ["ctrl", "A", "A+B", "B", " A+B "]
+    assert vocabulary_from_labels(labels, "ctrl", "+", "unique") == ("A", "A+B", "B")
+    design = PerturbationDesign(
+        perturbations=("A", "A+B", "B"), genes=("g0",), control="ctrl", dosage_encoding="unique"
+    )
+    np.testing.assert_array_equal(
+        design.encode(["ctrl", "A+B", "B"]).toarray(), [[0, 0, 0], [0, 1, 0], [0, 0, 1]]
+    )
+    with pytest.raises(ValueError, match="only labels seen in training"):
+        check_perturbation_requests(["B+A"], design)
