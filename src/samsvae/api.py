@@ -152,6 +152,7 @@ class PerturbationModel:
             control=control,
             layer=layer,
             dosage_key=dosage_key,
+            combination_delimiter=combination_delimiter,
         )
         adata.uns[SETUP_KEY] = {
             "perturbation_key": perturbation_key,

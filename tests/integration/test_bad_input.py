@@ -123,3 +123,10 @@ def test_new_data_with_other_genes_or_unknown_labels_is_rejected(tiny_model, tin
     other.obs.iloc[0, 0] = "P77"
     with pytest.raises(ValueError, match=r"Unknown perturbations \['P77'\]"):
         tiny_model.iwelbo(other)
+
+
+def test_labels_that_name_no_perturbation_are_rejected(tiny_adata: ad.AnnData) -> None:
+    tiny_adata.obs["perturbation"] = tiny_adata.obs["perturbation"].astype(str)
+    tiny_adata.obs.iloc[3, 0] = " + "
+    with pytest.raises(ValueError, match=r"Labels \[' \+ '\] .* name no perturbation"):
+        samsvae.SAMSVAE.setup_anndata(tiny_adata)

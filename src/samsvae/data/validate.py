@@ -40,8 +40,9 @@ def check_setup_keys(
     control: str,
     layer: str | None,
     dosage_key: str | None,
+    combination_delimiter: str = "+",
 ) -> None:
-    """Keys exist, and the control label is present among the labels."""
+    """Keys exist, the control label is present, and every other label names a perturbation."""
     if perturbation_key is None and dosage_key is None:
         msg = "Pass perturbation_key (a column of adata.obs) or dosage_key (a key of adata.obsm)."
         raise ValueError(msg)
@@ -73,6 +74,17 @@ def check_setup_keys(
         msg = (
             f"control={control!r} is not a label in adata.obs[{perturbation_key!r}]; "
             f"close labels: {close or sorted(present)[:10]}. Pass the label of unperturbed cells."
+        )
+        raise ValueError(msg)
+    empty = sorted(
+        label
+        for label in present - {control}
+        if not any(p.strip() for p in label.split(combination_delimiter))
+    )
+    if empty:
+        msg = (
+            f"Labels {empty[:5]} in adata.obs[{perturbation_key!r}] name no perturbation; "
+            f"relabel those cells (control={control!r} for unperturbed cells) or drop them."
         )
         raise ValueError(msg)
 
