@@ -9,18 +9,17 @@ mask prior or guide term enters the ELBO.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from samsvae.config import CPAVAEConfig
-from samsvae.models.guides import SCALE_FLOOR, _normal_log_prob
+from samsvae.models.guides import (
+    _normal_log_prob,
+    mean_field_embedding_distribution,
+    mean_field_embedding_parameters,
+)
 from samsvae.models.records import GlobalSample
 from samsvae.models.sams_vae import SAMSVAEModule
-
-_SOFTPLUS_INVERSE_OF_ONE = math.log(math.e - 1)
 
 
 class UnmaskedGuide(nn.Module):
@@ -28,17 +27,17 @@ class UnmaskedGuide(nn.Module):
 
     def __init__(self, n_perturbations: int, n_latent: int) -> None:
         super().__init__()
-        self.embedding_loc = nn.Parameter(torch.zeros(n_perturbations, n_latent))
-        self.embedding_scale_raw = nn.Parameter(
-            torch.full((n_perturbations, n_latent), _SOFTPLUS_INVERSE_OF_ONE)
+        self.embedding_loc, self.embedding_scale_raw = mean_field_embedding_parameters(
+            n_perturbations, n_latent
         )
 
     def sample(
         self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None = None
     ) -> GlobalSample:
         """Draw E for perturbations ``index``; masks are all ones and add nothing to log q."""
-        loc = self.embedding_loc[index]
-        scale = F.softplus(self.embedding_scale_raw[index]) + SCALE_FLOOR
+        loc, scale = mean_field_embedding_distribution(
+            self.embedding_loc, self.embedding_scale_raw, index
+        )
         noise = torch.randn(
             (n_particles, *loc.shape), generator=generator, dtype=loc.dtype, device=loc.device
         )

@@ -16,14 +16,30 @@ from torch import nn
 
 from samsvae.distributions import bernoulli_log_prob, sample_straight_through_bernoulli
 from samsvae.models.records import GlobalSample
+from samsvae.nn.encoders import SCALE_FLOOR
 from samsvae.nn.networks import ResidualMLP
 
 _SOFTPLUS_INVERSE_OF_ONE = math.log(math.e - 1)
-SCALE_FLOOR = 1e-4
 
 
 def _normal_log_prob(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return -0.5 * ((value - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)
+
+
+def mean_field_embedding_parameters(
+    n_perturbations: int, n_latent: int
+) -> tuple[nn.Parameter, nn.Parameter]:
+    """Loc (init 0) and raw scale (softplus gives 1) of independent Normal embeddings."""
+    loc = nn.Parameter(torch.zeros(n_perturbations, n_latent))
+    scale_raw = nn.Parameter(torch.full((n_perturbations, n_latent), _SOFTPLUS_INVERSE_OF_ONE))
+    return loc, scale_raw
+
+
+def mean_field_embedding_distribution(
+    loc: torch.Tensor, scale_raw: torch.Tensor, index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """loc, scale of q(e_t) for perturbations ``index``, each (len(index), n_latent)."""
+    return loc[index], F.softplus(scale_raw[index]) + SCALE_FLOOR
 
 
 class _MaskGuide(nn.Module):
@@ -72,16 +88,16 @@ class MeanFieldGuide(_MaskGuide):
 
     def __init__(self, n_perturbations: int, n_latent: int, temperature: float) -> None:
         super().__init__(n_perturbations, n_latent, temperature)
-        self.embedding_loc = nn.Parameter(torch.zeros(n_perturbations, n_latent))
-        self.embedding_scale_raw = nn.Parameter(
-            torch.full((n_perturbations, n_latent), _SOFTPLUS_INVERSE_OF_ONE)
+        self.embedding_loc, self.embedding_scale_raw = mean_field_embedding_parameters(
+            n_perturbations, n_latent
         )
 
     def embedding_distribution(
         self, index: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = F.softplus(self.embedding_scale_raw[index]) + SCALE_FLOOR
-        return self.embedding_loc[index], scale
+        return mean_field_embedding_distribution(
+            self.embedding_loc, self.embedding_scale_raw, index
+        )
 
 
 class CorrelatedGuide(_MaskGuide):
