@@ -67,20 +67,15 @@ class TrainingPlan(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         terms = minibatch_elbo(self.module, batch, self.n_particles)
         _check_finite(terms, self.global_step)
-        self.log(
-            "train_loss",
-            terms.loss,
-            on_step=False,
-            on_epoch=True,
-            batch_size=batch.counts.shape[0],
-            prog_bar=True,
-        )
+        self._log_loss("train_loss", terms, batch)
         return terms.loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        terms = minibatch_elbo(self.module, batch, self.n_particles)
+        self._log_loss("val_loss", minibatch_elbo(self.module, batch, self.n_particles), batch)
+
+    def _log_loss(self, name: str, terms: LossTerms, batch: Batch) -> None:
         self.log(
-            "val_loss",
+            name,
             terms.loss,
             on_step=False,
             on_epoch=True,
