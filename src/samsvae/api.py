@@ -250,12 +250,16 @@ class PerturbationModel:
         accelerator: str = "auto",
         devices: int | str = "auto",
         progress_bar: bool = True,
+        train_indices: Sequence[int] | np.ndarray | None = None,
+        validation_indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         """Fit by maximising the plated ELBO with Adam; keep the best-validation weights.
 
         ``global_lr`` is the learning rate of the guide of the global variables (mask logits,
         embeddings); ``None`` uses ``lr``. ``train_size`` of the cells (seeded split) are used for
-        training, the rest for validation.
+        training, the rest for validation; or pass ``train_indices`` (and optionally
+        ``validation_indices``), row positions of ``adata``, to fix the split yourself (a task's
+        split): cells in neither set, e.g. test cells, are not used.
         Per-gene normalisation statistics, library sizes and the plate sizes n_t come from the
         training cells. The per-epoch losses end up in ``model.history``.
         """
@@ -276,9 +280,17 @@ class PerturbationModel:
             progress_bar=progress_bar,
         )
         adata, dataset = self._dataset(None)
-        train_rows, val_rows = train_validation_split(
-            adata.n_obs, train_size=train_size, seed=seed
-        )
+        if train_indices is None:
+            if validation_indices is not None:
+                msg = "validation_indices needs train_indices; pass both or neither."
+                raise ValueError(msg)
+            train_rows, val_rows = train_validation_split(
+                adata.n_obs, train_size=train_size, seed=seed
+            )
+        else:
+            train_rows, val_rows = validate.check_split_indices(
+                train_indices, validation_indices, adata.n_obs
+            )
         self._set_training_statistics(dataset, train_rows)
         train_loader, val_loader = self._loaders(dataset, train_rows, val_rows, config)
         if max_epochs is None:

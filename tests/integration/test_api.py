@@ -238,3 +238,22 @@ def test_unique_encoding_trains_and_refuses_unseen_combinations(tiny_adata: ad.A
         model.predict(["P1+P5"] if seen != "P1+P5" else ["P0+P5"], n_samples=2)
     with pytest.raises(ValueError, match="dosage_encoding='onehot' is not supported"):
         samsvae.SAMSVAE.setup_anndata(tiny_adata, dosage_encoding="onehot")  # type: ignore[arg-type]
+
+
+def test_explicit_split_trains_only_on_given_cells(tiny_adata: ad.AnnData) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16, n_particles=2)
+    labels = tiny_adata.obs["perturbation"].astype(str).to_numpy()
+    held_out = np.flatnonzero(["P0" in label.split("+") for label in labels])
+    rest = np.setdiff1d(np.arange(tiny_adata.n_obs), held_out)
+    model.train(**FAST, train_indices=rest[::2], validation_indices=rest[1::2])
+    np.testing.assert_array_equal(model.train_indices, rest[::2])
+    np.testing.assert_array_equal(model.validation_indices, rest[1::2])
+    n_t = model.module.n_cells_per_perturbation.numpy()
+    assert n_t[model.design.perturbations.index("P0")] == 0  # no training cell carries P0
+    with pytest.raises(ValueError, match="must be disjoint"):
+        model.train(**FAST, train_indices=rest, validation_indices=rest[:3])
+    with pytest.raises(ValueError, match="outside"):
+        model.train(**FAST, train_indices=[tiny_adata.n_obs])
+    with pytest.raises(ValueError, match="needs train_indices"):
+        model.train(**FAST, validation_indices=rest)

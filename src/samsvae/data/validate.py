@@ -159,3 +159,39 @@ def check_perturbation_requests(requests: Iterable[str], design: PerturbationDes
 def labels_of(adata: AnnData, key: str) -> pd.Series:
     """Labels of ``adata.obs[key]`` as strings."""
     return adata.obs[key].astype(str)
+
+
+def check_split_indices(
+    train_indices: Iterable[int], validation_indices: Iterable[int] | None, n_cells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of a user-given split, sorted: integers in range, disjoint, some training."""
+
+    def as_rows(name: str, values: Iterable[int]) -> np.ndarray:
+        rows = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+        if rows.size and not np.issubdtype(rows.dtype, np.integer):
+            msg = f"{name} must hold integer row positions of adata; got dtype {rows.dtype}."
+            raise TypeError(msg)
+        rows = rows.astype(np.int64).ravel()
+        if rows.size and (rows.min() < 0 or rows.max() >= n_cells):
+            msg = f"{name} holds positions outside [0, {n_cells}); adata has {n_cells} cells."
+            raise ValueError(msg)
+        if len(np.unique(rows)) != len(rows):
+            msg = f"{name} repeats row positions; pass each cell at most once."
+            raise ValueError(msg)
+        return np.sort(rows)
+
+    train = as_rows("train_indices", train_indices)
+    if train.size == 0:
+        msg = "train_indices is empty; pass at least one training cell."
+        raise ValueError(msg)
+    validation = as_rows(
+        "validation_indices", [] if validation_indices is None else validation_indices
+    )
+    overlap = np.intersect1d(train, validation)
+    if overlap.size:
+        msg = (
+            f"train_indices and validation_indices share {overlap.size} cells "
+            f"(e.g. row {int(overlap[0])}); the two sets must be disjoint."
+        )
+        raise ValueError(msg)
+    return train, validation
