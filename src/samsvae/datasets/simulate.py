@@ -106,7 +106,9 @@ def simulate(
     -------
     AnnData with X (counts or values); ``obs["perturbation"]`` labels; ``obsm["z_basal"]`` and
     ``obsm["z"]`` (true latents); ``uns["simulation"]`` with ``masks`` and ``embeddings``
-    (T x K, rows in ``perturbations`` order), ``perturbations``, ``combinations`` and settings.
+    (T x K, rows in ``perturbations`` order), ``perturbations``, ``combinations``, settings, and
+    the decoder f(z) = leaky_relu(z W1 + b1, 0.2) W2 as ``decoder_w1`` (K x H), ``decoder_b1``
+    (H,) and ``decoder_w2`` (H x G); for ``"nb"`` the mean is l * softmax(f(z)).
     """
     if likelihood not in ("nb", "normal"):
         msg = f"likelihood={likelihood!r} is not supported by simulate; use 'nb' or 'normal'."
@@ -159,6 +161,7 @@ def simulate(
         "combinations": np.array(combinations, dtype=str),
         "likelihood": likelihood,
         "seed": seed,
+        **{f"decoder_{name}": w for name, w in zip(("w1", "b1", "w2"), decoder, strict=True)},
     }
     return adata
 
