@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from samsvae import datasets, pl
-from samsvae.api import CPAVAE, SAMSVAE, ConditionalVAE
+from samsvae.api import CPAVAE, SAMSVAE, ConditionalVAE, SVAEPlus
 
 __version__ = "0.1.0"
 
-__all__ = ["CPAVAE", "SAMSVAE", "ConditionalVAE", "__version__", "datasets", "pl"]
+__all__ = ["CPAVAE", "SAMSVAE", "ConditionalVAE", "SVAEPlus", "__version__", "datasets", "pl"]

@@ -18,6 +18,7 @@ from samsvae.config import (
     ConditionalVAEConfig,
     CPAVAEConfig,
     SAMSVAEConfig,
+    SVAEPlusConfig,
     TrainConfig,
     config_from_dict,
 )
@@ -38,12 +39,13 @@ from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate.ate import ATE_METHODS, ATEMethod, model_average_treatment_effects
 from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.inference.training import fit, quiet_lightning
-from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule
+from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule, SVAEPlusModule
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
 SETUP_KEY = "samsvae"
+ModelConfig = SAMSVAEConfig | CPAVAEConfig | ConditionalVAEConfig | SVAEPlusConfig
 
 
 @contextlib.contextmanager
@@ -74,13 +76,14 @@ class PerturbationModel:
     """Shared machinery of the perturbation models: setup, training, save/load, predictions."""
 
     has_masks: ClassVar[bool] = True
+    one_label_per_cell: ClassVar[bool] = False  # combinations become labels of their own
     module_cls: ClassVar[type[SAMSVAEModule]]
-    config_cls: ClassVar[type[SAMSVAEConfig] | type[CPAVAEConfig] | type[ConditionalVAEConfig]]
+    config_cls: ClassVar[type[ModelConfig]]
 
     def __init__(
         self,
         adata: ad.AnnData | None,
-        config: SAMSVAEConfig | CPAVAEConfig | ConditionalVAEConfig,
+        config: ModelConfig,
         *,
         design: PerturbationDesign | None = None,
     ) -> None:
@@ -176,6 +179,8 @@ class PerturbationModel:
 
     def _design_from_setup(self, adata: ad.AnnData) -> PerturbationDesign:
         setup = self._setup_of(adata)
+        if self.one_label_per_cell:
+            setup["dosage_encoding"] = "unique"
         if setup["dosage_key"] is not None:
             dosage = adata.obsm[setup["dosage_key"]]
             names = (
@@ -212,7 +217,10 @@ class PerturbationModel:
         if self.design.dosage_key is not None:
             dosage = adata.obsm[self.design.dosage_key]
             dosage = dosage.to_numpy() if isinstance(dosage, pd.DataFrame) else dosage
-            return sp.csr_matrix(dosage, dtype=np.float32)
+            dosage = sp.csr_matrix(dosage, dtype=np.float32)
+            if self.one_label_per_cell:
+                validate.check_one_perturbation_per_cell(dosage, type(self).__name__)
+            return dosage
         labels = adata.obs[self.design.perturbation_key].astype(str).to_numpy()
         validate.check_perturbation_requests(np.unique(labels), self.design)
         return self.design.encode(labels)
@@ -555,6 +563,9 @@ class SAMSVAE(PerturbationModel):
         Monte-Carlo particles per training step.
     mask_prior
         Prior inclusion probability a of each mask entry.
+    mask_prior_concentration
+        ``None``: m_tk ~ Bernoulli(a). A number c: Beta-Bernoulli masks, pi_tk ~ Beta(a c,
+        (1 - a) c) and m_tk | pi_tk ~ Bernoulli(pi_tk), with a Beta guide for pi.
     embedding_prior_scale
         Prior standard deviation s_e of the embeddings.
     guide
@@ -591,6 +602,7 @@ class SAMSVAE(PerturbationModel):
         n_layers: int = 1,
         n_particles: int = 5,
         mask_prior: float = 0.01,
+        mask_prior_concentration: float | None = None,
         embedding_prior_scale: float = 1.0,
         guide: Literal["mean_field", "correlated"] = "correlated",
         likelihood: Literal["nb", "normal", "poisson"] = "nb",
@@ -603,6 +615,7 @@ class SAMSVAE(PerturbationModel):
             n_layers=n_layers,
             n_particles=n_particles,
             mask_prior=mask_prior,
+            mask_prior_concentration=mask_prior_concentration,
             embedding_prior_scale=embedding_prior_scale,
             guide=guide,
             likelihood=likelihood,
@@ -682,3 +695,49 @@ class ConditionalVAE(PerturbationModel):
             likelihood=likelihood,
         )
         super().__init__(adata, config)
+
+
+class SVAEPlus(PerturbationModel):
+    r"""SVAE+ (Lopez et al. 2022): sparse Beta-Bernoulli masks on learned per-perturbation shifts.
+
+    .. math::
+        \pi_{tk} \sim \mathrm{Beta}(a c, (1 - a) c),\ m_{tk} \sim \mathrm{Bern}(\pi_{tk}),\
+        z_i \sim N(m_{t(i)} \odot \mu_{t(i)}, I),\ x_i \sim p_\theta(x \mid z_i, l_i),\
+        q(z_i \mid x_i)
+
+    One perturbation per cell: every label, combinations included, is a perturbation of its own
+    (the "unique" dosage encoding is used whatever ``setup_anndata`` says), so combinations never
+    seen in training cannot be predicted. mu_t is a learned point estimate; the encoder sees x
+    only. Defaults give Beta(1, 99). Other parameters mean what they do in :class:`SAMSVAE`.
+    """
+
+    one_label_per_cell = True
+    module_cls = SVAEPlusModule
+    config_cls = SVAEPlusConfig
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        *,
+        n_latent: int = 100,
+        n_hidden: int = 400,
+        n_layers: int = 1,
+        n_particles: int = 5,
+        mask_prior: float = 0.01,
+        mask_prior_concentration: float = 100.0,
+        likelihood: Literal["nb", "normal", "poisson"] = "nb",
+        gumbel_temperature: float = 1.0,
+    ) -> None:
+        config = SVAEPlusConfig(
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            n_particles=n_particles,
+            mask_prior=mask_prior,
+            mask_prior_concentration=mask_prior_concentration,
+            likelihood=likelihood,
+            gumbel_temperature=gumbel_temperature,
+        )
+        super().__init__(adata, config)
+        if self.design.dosage_key is not None:
+            self._dosage(adata)  # refuses rows with several perturbations now, not at train

@@ -42,6 +42,7 @@ class SAMSVAEConfig:
     n_layers: int = 1
     n_particles: int = 5
     mask_prior: float = 0.01
+    mask_prior_concentration: float | None = None
     embedding_prior_scale: float = 1.0
     guide: Guide = "correlated"
     likelihood: Likelihood = "nb"
@@ -50,11 +51,13 @@ class SAMSVAEConfig:
 
     def __post_init__(self) -> None:
         _check_shared_fields(self)
-        if not 0 < self.mask_prior < 1:
-            msg = f"mask_prior={self.mask_prior!r} must lie strictly between 0 and 1 (e.g. 0.01)."
-            raise ValueError(msg)
-        _check_positive("gumbel_temperature", self.gumbel_temperature)
+        _check_mask_prior(self)
         _check_choice("guide", self.guide, GUIDES)
+
+    @property
+    def mask_beta_prior(self) -> tuple[float, float] | None:
+        """(alpha, beta) of the Beta prior on pi_tk, or None for Bernoulli(mask_prior) masks."""
+        return _beta_prior(self.mask_prior, self.mask_prior_concentration)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,48 @@ class ConditionalVAEConfig:
         for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
             _check_positive_int(name, getattr(self, name))
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+
+
+@dataclass(frozen=True)
+class SVAEPlusConfig:
+    """Hyperparameters of SVAE+ (see :class:`samsvae.SVAEPlus`): Beta-Bernoulli masks on learned
+    per-perturbation shifts; the Beta prior is Beta(a c, (1 - a) c) with a = ``mask_prior`` and
+    c = ``mask_prior_concentration`` (the defaults give Beta(1, 99))."""
+
+    n_latent: int = 100
+    n_hidden: int = 400
+    n_layers: int = 1
+    n_particles: int = 5
+    mask_prior: float = 0.01
+    mask_prior_concentration: float = 100.0
+    likelihood: Likelihood = "nb"
+    gumbel_temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
+            _check_positive_int(name, getattr(self, name))
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        _check_mask_prior(self)
+
+    @property
+    def mask_beta_prior(self) -> tuple[float, float] | None:
+        """(alpha, beta) of the Beta prior on pi_tk."""
+        return _beta_prior(self.mask_prior, self.mask_prior_concentration)
+
+
+def _beta_prior(mean: float, concentration: float | None) -> tuple[float, float] | None:
+    if concentration is None:
+        return None
+    return mean * concentration, (1 - mean) * concentration
+
+
+def _check_mask_prior(config: SAMSVAEConfig | SVAEPlusConfig) -> None:
+    if not 0 < config.mask_prior < 1:
+        msg = f"mask_prior={config.mask_prior!r} must lie strictly between 0 and 1 (e.g. 0.01)."
+        raise ValueError(msg)
+    if config.mask_prior_concentration is not None:
+        _check_positive("mask_prior_concentration", config.mask_prior_concentration)
+    _check_positive("gumbel_temperature", config.gumbel_temperature)
 
 
 def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:

@@ -257,3 +257,55 @@ def test_explicit_split_trains_only_on_given_cells(tiny_adata: ad.AnnData) -> No
         model.train(**FAST, train_indices=[tiny_adata.n_obs])
     with pytest.raises(ValueError, match="needs train_indices"):
         model.train(**FAST, validation_indices=rest)
+
+
+def test_svae_plus_uses_one_label_per_cell_and_round_trips(
+    tiny_adata: ad.AnnData, tmp_path
+) -> None:
+    import dataclasses
+    import inspect
+
+    from samsvae.config import SVAEPlusConfig
+
+    parameters = inspect.signature(samsvae.SVAEPlus.__init__).parameters
+    user = {n: p.default for n, p in parameters.items() if n not in ("self", "adata")}
+    assert user == {f.name: f.default for f in dataclasses.fields(SVAEPlusConfig)}
+
+    samsvae.SVAEPlus.setup_anndata(tiny_adata)  # additive by default: SVAE+ overrides it
+    model = samsvae.SVAEPlus(tiny_adata, n_latent=4, n_hidden=16)
+    assert model.design.dosage_encoding == "unique"
+    assert model.design.n_perturbations == 6 + 4  # singles and observed combinations
+    model.train(**FAST)
+    assert np.isfinite(model.history[["train_loss", "val_loss"]].to_numpy()).all()
+    seen = next(p for p in model.design.perturbations if "+" in p)
+    loaded = samsvae.SVAEPlus.load(model.save(tmp_path / "svae_plus"))
+    np.testing.assert_array_equal(
+        loaded.average_treatment_effects([seen], n_samples=50).X,
+        model.average_treatment_effects([seen], n_samples=50).X,
+    )
+    with pytest.raises(ValueError, match="only labels seen in training"):
+        model.predict(["P1+P5"] if seen != "P1+P5" else ["P0+P5"], n_samples=2)
+
+
+def test_svae_plus_refuses_a_dosage_matrix_with_several_perturbations_per_cell(
+    tiny_adata: ad.AnnData,
+) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    dosage = samsvae.SAMSVAE(tiny_adata, n_latent=2, n_hidden=4)._dosage(tiny_adata)
+    tiny_adata.obsm["d"] = dosage.toarray()
+    samsvae.SVAEPlus.setup_anndata(tiny_adata, dosage_key="d")
+    with pytest.raises(ValueError, match="at most one perturbation per cell"):
+        samsvae.SVAEPlus(tiny_adata, n_latent=2, n_hidden=4)
+
+
+def test_beta_bernoulli_sams_vae_trains_and_round_trips(tiny_adata: ad.AnnData, tmp_path) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    model = samsvae.SAMSVAE(
+        tiny_adata, n_latent=4, n_hidden=16, mask_prior=0.2, mask_prior_concentration=10.0
+    )
+    model.train(**FAST)
+    loaded = samsvae.SAMSVAE.load(model.save(tmp_path / "bb"))
+    assert loaded.config.mask_beta_prior == pytest.approx((2.0, 8.0))
+    pd.testing.assert_frame_equal(loaded.get_mask_probabilities(), model.get_mask_probabilities())
+    with pytest.raises(ValueError, match="mask_prior_concentration"):
+        samsvae.SAMSVAE(tiny_adata, mask_prior_concentration=0.0)

@@ -195,3 +195,16 @@ def check_split_indices(
         )
         raise ValueError(msg)
     return train, validation
+
+
+def check_one_perturbation_per_cell(dosage: sp.csr_matrix, model_name: str) -> None:
+    """Models with one label per cell (SVAE+) refuse dosage rows with several perturbations."""
+    counts = np.asarray(dosage.getnnz(axis=1))
+    if (counts > 1).any():
+        row = int(np.flatnonzero(counts > 1)[0])
+        msg = (
+            f"{model_name} needs at most one perturbation per cell, but dosage row {row} has "
+            f"{counts[row]}; give combinations their own label (perturbation_key with "
+            "dosage_encoding='unique') instead of a multi-column dosage_key."
+        )
+        raise ValueError(msg)

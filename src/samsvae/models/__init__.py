@@ -7,6 +7,7 @@ from samsvae.models.cvae import ConditionalVAEModule, NoGlobals
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide
 from samsvae.models.records import GlobalSample, LocalTerms
 from samsvae.models.sams_vae import SAMSVAEModule
+from samsvae.models.svae_plus import SparseShiftGuide, SVAEPlusModule
 
 __all__ = [
     "CPAVAEModule",
@@ -17,5 +18,7 @@ __all__ = [
     "MeanFieldGuide",
     "NoGlobals",
     "SAMSVAEModule",
+    "SVAEPlusModule",
+    "SparseShiftGuide",
     "UnmaskedGuide",
 ]

@@ -60,6 +60,6 @@ class CPAVAEModule(SAMSVAEModule):
     def build_guide(n_perturbations: int, config: CPAVAEConfig) -> nn.Module:  # type: ignore[override]
         return UnmaskedGuide(n_perturbations, config.n_latent)
 
-    def mask_log_prior(self, masks: torch.Tensor) -> torch.Tensor:
+    def mask_log_prior(self, sample: GlobalSample) -> torch.Tensor:
         """No mask variable: contributes 0."""
-        return torch.zeros_like(masks)
+        return torch.zeros_like(sample.masks)

@@ -1,6 +1,8 @@
 """Guides for the global variables q(M) q(E | M) of SAMS-VAE.
 
 q(m_tk) = Bernoulli(sigmoid(phi_tk)), sampled with straight-through binary concrete (phi init 0).
+Beta-Bernoulli masks (pi_tk ~ Beta(alpha, beta), m_tk | pi_tk ~ Bernoulli(pi_tk)) add a mean-field
+q(pi_tk) = Beta(a_tk, b_tk), initialised at the prior and reparameterised (implicit gradients).
 Mean-field: q(e_tk) = Normal(loc_tk, scale_tk) (loc init 0, scale init 1).
 Correlated: q(e_t | m_t) = Normal(g(m_t, t)), g an MLP fed the mask row and a learned
 per-perturbation embedding (O(T * n_hidden) parameters instead of a T x T one-hot).
@@ -42,22 +44,53 @@ def mean_field_embedding_distribution(
     return loc[index], F.softplus(scale_raw[index]) + SCALE_FLOOR
 
 
-class _MaskGuide(nn.Module):
-    """Holds the mask logits shared by both guides and samples q(M)."""
+def _softplus_inverse(value: float) -> float:
+    return value + math.log(-math.expm1(-value))
 
-    def __init__(self, n_perturbations: int, n_latent: int, temperature: float) -> None:
+
+class _MaskGuide(nn.Module):
+    """Holds the mask logits shared by every masked guide and samples q(M) (and q(pi)).
+
+    ``beta_prior=(alpha, beta)`` makes the masks Beta-Bernoulli: q(pi_tk) = Beta(a_tk, b_tk) with
+    a, b initialised at the prior's alpha, beta.
+    """
+
+    def __init__(
+        self,
+        n_perturbations: int,
+        n_latent: int,
+        temperature: float,
+        *,
+        beta_prior: tuple[float, float] | None = None,
+    ) -> None:
         super().__init__()
         self.mask_logits = nn.Parameter(torch.zeros(n_perturbations, n_latent))
         self.temperature = temperature
+        self.inclusion_raw: nn.Parameter | None = None
+        self.exclusion_raw: nn.Parameter | None = None
+        if beta_prior is not None:
+            shape = (n_perturbations, n_latent)
+            alpha, beta = (_softplus_inverse(value) for value in beta_prior)
+            self.inclusion_raw = nn.Parameter(torch.full(shape, alpha))
+            self.exclusion_raw = nn.Parameter(torch.full(shape, beta))
 
     def _sample_masks(
         self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """masks (P, T_b, K), pi (P, T_b, K) or None, log q(m) [+ log q(pi)] (P, T_b)."""
         logits = self.mask_logits[index]  # (T_b, K)
         masks, _ = sample_straight_through_bernoulli(
             logits, (n_particles,), temperature=self.temperature, generator=generator
         )
-        return masks, bernoulli_log_prob(masks, logits).sum(-1)  # (P, T_b, K), (P, T_b)
+        log_q = bernoulli_log_prob(masks, logits).sum(-1)
+        if self.inclusion_raw is None or self.exclusion_raw is None:
+            return masks, None, log_q
+        q_pi = torch.distributions.Beta(
+            F.softplus(self.inclusion_raw[index]), F.softplus(self.exclusion_raw[index])
+        )
+        eps = torch.finfo(logits.dtype).eps
+        pi = q_pi.rsample((n_particles,)).clamp(eps, 1 - eps)  # global RNG: Beta takes none
+        return masks, pi, log_q + q_pi.log_prob(pi).sum(-1)
 
     def mask_probabilities(self) -> torch.Tensor:
         """q(m_tk = 1), (n_perturbations, n_latent)."""
@@ -67,14 +100,14 @@ class _MaskGuide(nn.Module):
         self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None = None
     ) -> GlobalSample:
         """Draw (E, M) for perturbations ``index`` with ``n_particles`` independent copies."""
-        masks, log_q_masks = self._sample_masks(index, n_particles, generator)
+        masks, pi, log_q_masks = self._sample_masks(index, n_particles, generator)
         loc, scale = self.embedding_distribution(index, masks)
         noise = torch.randn(
             masks.shape, generator=generator, dtype=masks.dtype, device=masks.device
         )
         embeddings = loc + scale * noise
         log_q_embeddings = _normal_log_prob(embeddings, loc, scale).sum(-1)
-        return GlobalSample(index, embeddings, masks, log_q_masks + log_q_embeddings)
+        return GlobalSample(index, embeddings, masks, log_q_masks + log_q_embeddings, pi)
 
     def embedding_distribution(
         self, index: torch.Tensor, masks: torch.Tensor
@@ -86,8 +119,15 @@ class _MaskGuide(nn.Module):
 class MeanFieldGuide(_MaskGuide):
     """Parameterizes q(M) q(E) with independent Normal embeddings."""
 
-    def __init__(self, n_perturbations: int, n_latent: int, temperature: float) -> None:
-        super().__init__(n_perturbations, n_latent, temperature)
+    def __init__(
+        self,
+        n_perturbations: int,
+        n_latent: int,
+        temperature: float,
+        *,
+        beta_prior: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__(n_perturbations, n_latent, temperature, beta_prior=beta_prior)
         self.embedding_loc, self.embedding_scale_raw = mean_field_embedding_parameters(
             n_perturbations, n_latent
         )
@@ -111,8 +151,9 @@ class CorrelatedGuide(_MaskGuide):
         *,
         n_hidden: int,
         n_layers: int,
+        beta_prior: tuple[float, float] | None = None,
     ) -> None:
-        super().__init__(n_perturbations, n_latent, temperature)
+        super().__init__(n_perturbations, n_latent, temperature, beta_prior=beta_prior)
         self.trunk = ResidualMLP(n_latent, n_hidden, n_layers)
         self.perturbation_embedding = nn.Embedding(n_perturbations, n_hidden)
         self.loc = nn.Linear(n_hidden, n_latent)

@@ -12,13 +12,16 @@ class GlobalSample:
     """Draws of the global variables for the perturbations in ``index``.
 
     embeddings, masks: (n_particles, len(index), n_latent); log_q: (n_particles, len(index)),
-    log q(e_t | m_t) + log q(m_t) summed over latent dimensions.
+    log q(e_t | m_t) + log q(m_t) (+ log q(pi_t)) summed over latent dimensions.
+    mask_probabilities: the draws of pi_tk, (n_particles, len(index), n_latent), for
+    Beta-Bernoulli masks (m_tk | pi_tk ~ Bernoulli(pi_tk)); None for plain Bernoulli masks.
     """
 
     index: torch.Tensor
     embeddings: torch.Tensor
     masks: torch.Tensor
     log_q: torch.Tensor
+    mask_probabilities: torch.Tensor | None = None
 
     @property
     def shifts(self) -> torch.Tensor:
@@ -32,6 +35,9 @@ class GlobalSample:
             embeddings=self.embeddings[:, positions],
             masks=self.masks[:, positions],
             log_q=self.log_q[:, positions],
+            mask_probabilities=None
+            if self.mask_probabilities is None
+            else self.mask_probabilities[:, positions],
         )
 
 

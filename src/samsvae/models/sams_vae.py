@@ -4,7 +4,8 @@ Generative model (Bereket & Karaletsos 2023), for cell i with dosage row d_i:
 
     z_i^b ~ Normal(0, I_K)                      basal state
     e_t   ~ Normal(0, s_e^2 I_K)                perturbation embedding (global)
-    m_tk  ~ Bernoulli(a)                        mask (global)
+    m_tk  ~ Bernoulli(a)                        mask (global); or Beta-Bernoulli:
+            pi_tk ~ Beta(a c, (1 - a) c), m_tk | pi_tk ~ Bernoulli(pi_tk)
     z_i   = z_i^b + sum_t d_it (e_t * m_t)      latent state
     x_i   ~ p_theta(x | z_i, l_i)               decoder + likelihood head
 
@@ -57,14 +58,18 @@ class SAMSVAEModule(nn.Module):
     @staticmethod
     def build_guide(n_perturbations: int, config: SAMSVAEConfig) -> nn.Module:
         """q(M) q(E | M): mean-field or correlated, as ``config.guide`` says."""
+        beta_prior = config.mask_beta_prior
         if config.guide == "mean_field":
-            return MeanFieldGuide(n_perturbations, config.n_latent, config.gumbel_temperature)
+            return MeanFieldGuide(
+                n_perturbations, config.n_latent, config.gumbel_temperature, beta_prior=beta_prior
+            )
         return CorrelatedGuide(
             n_perturbations,
             config.n_latent,
             config.gumbel_temperature,
             n_hidden=config.n_hidden,
             n_layers=config.n_layers,
+            beta_prior=beta_prior,
         )
 
     @staticmethod
@@ -83,10 +88,21 @@ class SAMSVAEModule(nn.Module):
         """The decoder sees z (n_latent)."""
         return config.n_latent
 
-    def mask_log_prior(self, masks: torch.Tensor) -> torch.Tensor:
-        """log p(m) = log Bernoulli(m | mask_prior), elementwise."""
-        prior_logit = torch.logit(torch.tensor(self.config.mask_prior, dtype=masks.dtype))
-        return bernoulli_log_prob(masks, prior_logit)
+    def mask_log_prior(self, sample: GlobalSample) -> torch.Tensor:
+        """log p(m) = log Bernoulli(m | mask_prior), or log p(pi) + log p(m | pi) for
+        Beta-Bernoulli masks; elementwise, (n_particles, len(index), n_latent)."""
+        masks, pi = sample.masks, sample.mask_probabilities
+        if pi is None:
+            prior_logit = torch.logit(torch.tensor(self.config.mask_prior, dtype=masks.dtype))
+            return bernoulli_log_prob(masks, prior_logit)
+        alpha, beta = (torch.tensor(v, dtype=pi.dtype) for v in self.config.mask_beta_prior)
+        p_pi = torch.distributions.Beta(alpha.to(pi.device), beta.to(pi.device))
+        return p_pi.log_prob(pi) + bernoulli_log_prob(masks, torch.logit(pi))
+
+    def embedding_log_prior(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """log p(e) = log Normal(e | 0, embedding_prior_scale^2), elementwise."""
+        scale = torch.tensor(self.config.embedding_prior_scale, dtype=embeddings.dtype)
+        return _normal_log_prob(embeddings, torch.zeros_like(scale), scale)
 
     # --- inputs -------------------------------------------------------------------------------
     def transform_expression(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,9 +124,7 @@ class SAMSVAEModule(nn.Module):
 
     def global_log_prior(self, sample: GlobalSample) -> torch.Tensor:
         """log p(e_t) + log p(m_t) summed over latents, (n_particles, len(index))."""
-        scale = torch.tensor(self.config.embedding_prior_scale, dtype=sample.embeddings.dtype)
-        log_p_embeddings = _normal_log_prob(sample.embeddings, torch.zeros_like(scale), scale)
-        return (self.mask_log_prior(sample.masks) + log_p_embeddings).sum(-1)
+        return (self.mask_log_prior(sample) + self.embedding_log_prior(sample.embeddings)).sum(-1)
 
     def mask_probabilities(self) -> torch.Tensor:
         """q(m_tk = 1), (n_perturbations, n_latent)."""

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from samsvae.config import ConditionalVAEConfig, CPAVAEConfig, SAMSVAEConfig
+from samsvae.config import ConditionalVAEConfig, CPAVAEConfig, SAMSVAEConfig, SVAEPlusConfig
 from samsvae.data.batch import Batch
 from samsvae.inference.objectives import iwelbo, minibatch_elbo, plated_elbo_sum
-from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule
+from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule, SVAEPlusModule
 
 N_CELLS, N_GENES, N_PERTURBATIONS, N_PARTICLES = 40, 7, 5, 3
 
@@ -22,6 +22,12 @@ def _problem(guide: str) -> tuple[SAMSVAEModule, torch.Tensor, torch.Tensor, tor
     elif guide == "conditional_vae":
         config = ConditionalVAEConfig(n_latent=3, n_hidden=8)
         module = ConditionalVAEModule(N_GENES, N_PERTURBATIONS, config)
+    elif guide == "svae_plus":
+        config = SVAEPlusConfig(n_latent=3, n_hidden=8, mask_prior=0.2)
+        module = SVAEPlusModule(N_GENES, N_PERTURBATIONS, config)
+    elif guide == "beta_bernoulli":
+        config = SAMSVAEConfig(n_latent=3, n_hidden=8, mask_prior=0.2, mask_prior_concentration=4)
+        module = SAMSVAEModule(N_GENES, N_PERTURBATIONS, config)
     else:
         config = SAMSVAEConfig(n_latent=3, n_hidden=8, guide=guide, mask_prior=0.2)  # type: ignore[arg-type]
         module = SAMSVAEModule(N_GENES, N_PERTURBATIONS, config)
@@ -46,7 +52,10 @@ def _full_data_objective(module, counts, dosage, library, sample, noise) -> torc
     return local.log_weight.sum(-1) + global_terms.sum(-1)
 
 
-@pytest.mark.parametrize("guide", ["mean_field", "correlated", "cpa_vae", "conditional_vae"])
+@pytest.mark.parametrize(
+    "guide",
+    ["mean_field", "correlated", "beta_bernoulli", "cpa_vae", "conditional_vae", "svae_plus"],
+)
 @pytest.mark.parametrize("batch_size", [1, 7, 16, N_CELLS])
 def test_plated_elbo_summed_over_an_epoch_equals_the_full_data_objective(
     guide: str, batch_size: int
