@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -36,13 +38,19 @@ from samsvae.data import (
 )
 from samsvae.data.design import DOSAGE_ENCODINGS
 from samsvae.data.loaders import as_csr_or_dense
-from samsvae.evaluate.ate import ATE_METHODS, ATEMethod, model_average_treatment_effects
+from samsvae.evaluate import interpret
+from samsvae.evaluate.ate import (
+    ATE_METHODS,
+    ATEMethod,
+    model_average_treatment_effect_draws,
+    model_average_treatment_effects,
+)
 from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.inference.training import fit, quiet_lightning
 from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule, SVAEPlusModule
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 SETUP_KEY = "samsvae"
 ModelConfig = SAMSVAEConfig | CPAVAEConfig | ConditionalVAEConfig | SVAEPlusConfig
@@ -60,6 +68,12 @@ def _seeded(seed: int | None) -> Iterator[None]:
 def _default_max_epochs(n_cells: int) -> int:
     # About 20k cells x 400 epochs of work, as scvi-tools does, capped at 400 epochs.
     return int(min(400, max(10, round(20_000 / max(n_cells, 1) * 400))))
+
+
+def _digest(value: tuple[str, ...] | bytes) -> str:
+    """A short SHA-256 of names or bytes, to tell runs apart."""
+    data = value if isinstance(value, bytes) else "\n".join(value).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
@@ -260,6 +274,11 @@ class PerturbationModel:
         progress_bar: bool = True,
         train_indices: Sequence[int] | np.ndarray | None = None,
         validation_indices: Sequence[int] | np.ndarray | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every_n_epochs: int = 1,
+        resume: bool = False,
+        restart_on_divergence: int = 0,
+        divergence_lr_factor: float = 0.5,
     ) -> None:
         """Fit by maximising the plated ELBO with Adam; keep the best-validation weights.
 
@@ -270,6 +289,14 @@ class PerturbationModel:
         split): cells in neither set, e.g. test cells, are not used.
         Per-gene normalisation statistics, library sizes and the plate sizes n_t come from the
         training cells. The per-epoch losses end up in ``model.history``.
+
+        With ``checkpoint_dir``, the training state is saved there (safetensors + JSON, replaced
+        atomically) every ``checkpoint_every_n_epochs`` epochs; ``resume=True`` continues the run
+        it holds (or starts one if it holds none), ending on CPU with the same parameters as an
+        uninterrupted run. A checkpoint of another model, data split or seed is refused.
+        ``restart_on_divergence`` allows that many restarts from the last checkpoint when the loss
+        becomes NaN/inf, each multiplying the learning rates by ``divergence_lr_factor``; with
+        0 training stops with :class:`~samsvae.inference.training.NonFiniteLossError`.
         """
         config = TrainConfig(
             max_epochs=max_epochs,
@@ -286,6 +313,11 @@ class PerturbationModel:
             accelerator=accelerator,
             devices=devices,
             progress_bar=progress_bar,
+            checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+            checkpoint_every_n_epochs=checkpoint_every_n_epochs,
+            resume=resume,
+            restart_on_divergence=restart_on_divergence,
+            divergence_lr_factor=divergence_lr_factor,
         )
         adata, dataset = self._dataset(None)
         if train_indices is None:
@@ -311,6 +343,7 @@ class PerturbationModel:
             config,
             n_particles=self.config.n_particles,
             max_epochs=max_epochs,
+            fingerprint=self._fingerprint(train_rows, val_rows),
         )
         # Evaluation (ATE, IWELBO, predictions) runs where training ran.
         self.module.to(_single_accelerator_device(config) or torch.device("cpu"))
@@ -343,6 +376,16 @@ class PerturbationModel:
                 )
 
         return loader(train_rows, True), (loader(val_rows, False) if len(val_rows) else None)
+
+    def _fingerprint(self, train_rows: np.ndarray, val_rows: np.ndarray) -> dict[str, Any]:
+        """What a training checkpoint must share with this run to be resumed by it."""
+        cells = np.concatenate([train_rows, [-1], val_rows]).astype(np.int64)
+        return {
+            "model_class": type(self).__name__,
+            **dataclasses.asdict(self.config),
+            "genes_and_perturbations": _digest(self.design.genes + self.design.perturbations),
+            "train_and_validation_cells": _digest(cells.tobytes()),
+        }
 
     def _set_training_statistics(self, dataset: CellDataset, rows: np.ndarray) -> None:
         mean, scale = gene_statistics(
@@ -473,9 +516,64 @@ class PerturbationModel:
                 library_size=library_size,
                 share_basal=share_basal,
             )
+        return self._effects_anndata(effects.numpy(), perturbations, method)
+
+    def treatment_effect_intervals(
+        self,
+        perturbations: Sequence[str] | None = None,
+        *,
+        level: float = 0.9,
+        method: ATEMethod = "perturbseq",
+        n_global_samples: int = 100,
+        n_samples_per_global: int = 100,
+        library_size: float = 1e4,
+        seed: int | None = 0,
+    ) -> ad.AnnData:
+        """Posterior intervals of the treatment effects from draws of the global variables.
+
+        Each of ``n_global_samples`` draws of (E, M) from q gives an ATE estimate from
+        ``n_samples_per_global`` cells (common random numbers for control and intervention);
+        the central ``level`` interval of those draws bounds each effect. The spread includes the
+        Monte-Carlo error of the inner estimate (intervals are a little conservative; raise
+        ``n_samples_per_global`` to shrink it). A model without global variables (conditional
+        VAE) has only that Monte-Carlo spread.
+
+        Returns AnnData (interventions x genes): X the mean of the draws, ``layers["lower"]`` and
+        ``layers["upper"]`` the interval, ``uns["level"]`` and ``uns["ate_method"]``.
+        """
+        if not 0 < level < 1:
+            msg = f"level={level!r} must lie strictly between 0 and 1 (e.g. 0.9)."
+            raise ValueError(msg)
+        if method not in ATE_METHODS:
+            msg = f"method={method!r} is not supported; choose one of {list(ATE_METHODS)}."
+            raise ValueError(msg)
+        perturbations = self._observed_interventions() if perturbations is None else perturbations
+        with _seeded(seed):
+            draws = model_average_treatment_effect_draws(
+                self.module,
+                self._dosage_rows(perturbations),
+                method=method,
+                n_global_samples=n_global_samples,
+                n_samples_per_global=n_samples_per_global,
+                library_size=library_size,
+            ).numpy()
+        tail = (1 - level) / 2
+        result = self._effects_anndata(draws.mean(0), perturbations, method)
+        result.layers["lower"] = np.quantile(draws, tail, axis=0).astype(np.float32)
+        result.layers["upper"] = np.quantile(draws, 1 - tail, axis=0).astype(np.float32)
+        result.uns["level"] = level
+        return result
+
+    def _effects_anndata(
+        self, effects: np.ndarray, perturbations: Sequence[str], method: str
+    ) -> ad.AnnData:
         result = ad.AnnData(
-            X=effects.numpy(),
-            obs=pd.DataFrame(index=list(perturbations)),
+            X=np.asarray(effects, dtype=np.float32),
+            obs=pd.DataFrame(
+                index=[perturbations]
+                if isinstance(perturbations, str)
+                else [str(p) for p in perturbations]
+            ),
             var=pd.DataFrame(index=list(self.design.genes)),
         )
         result.uns["ate_method"] = method
@@ -501,6 +599,185 @@ class PerturbationModel:
         with _seeded(seed):
             values = predictive_iwelbo(self.module, loader, n_particles=n_particles)
         return float(values.mean())
+
+    # --- interpretation -----------------------------------------------------------------------
+    def _require_globals(self, what: str) -> None:
+        if not self.has_masks:
+            msg = (
+                f"{type(self).__name__} has no per-perturbation latent shifts; {what} needs some."
+            )
+            raise ValueError(msg)
+
+    def _latent_names(self) -> list[str]:
+        return [f"latent{k}" for k in range(self.config.n_latent)]
+
+    def get_global_posterior(
+        self, *, level: float = 0.9, n_samples: int = 1000, seed: int | None = 0
+    ) -> pd.DataFrame:
+        """Posterior summaries of the global variables, one row per (perturbation, latent).
+
+        Columns: ``mask_probability`` q(m_tk = 1); ``embedding_mean``, ``embedding_lower``,
+        ``embedding_upper`` (central ``level`` credible interval of e_tk); ``shift_mean``
+        E_q[e_tk m_tk]. Exact for mean-field guides, from ``n_samples`` draws otherwise.
+        """
+        self._require_globals("get_global_posterior")
+        with _seeded(seed):
+            summary = interpret.summarise_globals(
+                self.module.guide, self.design.n_perturbations, level=level, n_samples=n_samples
+            )
+        return interpret.global_summary_table(
+            summary, self.design.perturbations, self._latent_names()
+        )
+
+    def get_perturbation_similarity(
+        self,
+        *,
+        metric: interpret.SimilarityMetric = "cosine",
+        n_samples: int = 1000,
+        seed: int | None = 0,
+    ) -> pd.DataFrame:
+        """Perturbations x perturbations similarity in the sparse latent space.
+
+        ``"cosine"``: cosine of the rows of E_q[e_t * m_t]; ``"jaccard"``: Jaccard index of the
+        masks m_t = 1[q(m_tk = 1) > 0.5].
+        """
+        if metric not in interpret.SIMILARITY_METRICS:
+            choices = list(interpret.SIMILARITY_METRICS)
+            msg = f"metric={metric!r} is not supported; choose one of {choices}."
+            raise ValueError(msg)
+        posterior = self.get_global_posterior(n_samples=n_samples, seed=seed)
+        column = "shift_mean" if metric == "cosine" else "mask_probability"
+        values = posterior[column].to_numpy().reshape(self.design.n_perturbations, -1)
+        similarity = (
+            interpret.cosine_similarity(values)
+            if metric == "cosine"
+            else interpret.jaccard_similarity(values > 0.5)
+        )
+        names = list(self.design.perturbations)
+        return pd.DataFrame(similarity, index=names, columns=names)
+
+    def get_perturbation_clusters(
+        self,
+        *,
+        n_clusters: int | None = None,
+        distance_threshold: float | None = None,
+        metric: interpret.SimilarityMetric = "cosine",
+        seed: int | None = 0,
+    ) -> pd.DataFrame:
+        """Perturbation programs: average-linkage clustering on 1 - similarity (``metric`` as in
+        :meth:`get_perturbation_similarity`); pass exactly one of ``n_clusters`` or
+        ``distance_threshold``. Returns a DataFrame indexed by perturbation, in dendrogram leaf
+        order, with ``cluster`` (1, 2, ...) and ``leaf_order`` columns."""
+        similarity = self.get_perturbation_similarity(metric=metric, seed=seed)
+        clustering = interpret.cluster_by_similarity(
+            similarity.to_numpy(), n_clusters=n_clusters, distance_threshold=distance_threshold
+        )
+        table = pd.DataFrame({"cluster": clustering.labels}, index=similarity.index)
+        table["leaf_order"] = np.argsort(clustering.order)
+        return table.iloc[clustering.order]
+
+    def get_latent_gene_effects(
+        self, *, step: float = 1.0, n_top: int | None = None
+    ) -> pd.DataFrame:
+        """Genes each latent dimension moves: f(step e_k) - f(0) at the basal mean z = 0.
+
+        f is the decoder's log expected normalised expression (natural log; for the ``normal``
+        likelihood, the expected value). Returns a long table (latent, rank, gene, effect),
+        ranked by |effect| within each latent dimension; ``n_top`` keeps the first rows of each.
+        """
+        self._require_globals("get_latent_gene_effects")
+        decode = interpret.decoder_expression_scale(self.module)
+        response = interpret.latent_gene_response(decode, self.config.n_latent, step=step)
+        return interpret.rank_genes(
+            response.numpy(), self.design.genes, latent_names=self._latent_names(), n_top=n_top
+        )
+
+    def gene_set_enrichment(
+        self,
+        gene_sets: Mapping[str, Sequence[str]] | str | Path,
+        *,
+        of: Literal["perturbation_clusters", "latent_programs"] = "latent_programs",
+        n_clusters: int = 10,
+        n_top: int = 20,
+    ) -> pd.DataFrame:
+        """Enrichment of ``gene_sets`` (a dict or a GMT file path) in each program.
+
+        ``"latent_programs"``: the ``n_top`` genes of each latent dimension
+        (:meth:`get_latent_gene_effects`; universe: the model's genes).
+        ``"perturbation_clusters"``: the perturbations of each of ``n_clusters`` clusters
+        (:meth:`get_perturbation_clusters`; universe: the perturbation names, read as target
+        genes). One-sided Fisher exact
+        (hypergeometric) test, BH-adjusted over the table (``evaluate.interpret``).
+        """
+        if of == "latent_programs":
+            ranked = self.get_latent_gene_effects(n_top=n_top)
+            queries = ranked.groupby("latent", sort=False)["gene"].agg(list).to_dict()
+            universe = self.design.genes
+        elif of == "perturbation_clusters":
+            clusters = self.get_perturbation_clusters(n_clusters=n_clusters)
+            queries = {f"cluster{c}": list(g.index) for c, g in clusters.groupby("cluster")}
+            universe = self.design.perturbations
+        else:
+            choices = ["perturbation_clusters", "latent_programs"]
+            msg = f"of={of!r} is not supported; choose one of {choices}."
+            raise ValueError(msg)
+        return interpret.gene_set_enrichment(queries, gene_sets, universe)
+
+    def genetic_interactions(
+        self,
+        combinations: Sequence[str] | None = None,
+        *,
+        source: Literal["model", "data"] = "model",
+        method: ATEMethod = "perturbseq",
+        n_samples: int = 100,
+        level: float = 0.9,
+        seed: int | None = 0,
+    ) -> pd.DataFrame:
+        """GI(A+B) = ATE(A+B) - ATE(A) - ATE(B) per combination and gene, long table with
+        ``score``, ``lower``, ``upper`` (central ``level`` interval) and ``standard_error``.
+
+        ``source="model"``: ``n_samples`` posterior draws of the globals (100 basal draws each);
+        ``"data"``: the training AnnData's cells, ``n_samples`` bootstrap replicates over cells.
+        ``combinations`` defaults to the two-way combinations observed in the training data.
+        """
+        delimiter = self.design.combination_delimiter
+        if combinations is None:
+            combinations = [c for c in self._observed_interventions() if delimiter in c]
+        combinations = [str(c) for c in combinations]
+        if not combinations:
+            msg = "No two-way combinations to score; pass combinations=['A+B', ...]."
+            raise ValueError(msg)
+        pairs = [interpret.combination_parts(c, delimiter) for c in combinations]
+        if source == "data":
+            adata, _ = self._dataset(None)
+            labels = adata.obs[self.design.perturbation_key].astype(str).to_numpy()
+            scores = interpret.data_genetic_interactions(
+                self._expression(adata),
+                labels,
+                combinations,
+                self.design.control,
+                method=method,
+                n_bootstrap=n_samples,
+                level=level,
+                delimiter=delimiter,
+                seed=seed,
+            )
+        elif source == "model":
+            requests = (combinations, *zip(*pairs, strict=True))
+            dosage = [self._dosage_rows(rows) for rows in requests]
+            with _seeded(seed):
+                scores = interpret.model_genetic_interactions(
+                    self.module,
+                    *dosage,
+                    combinations=combinations,
+                    method=method,
+                    n_posterior_samples=n_samples,
+                    level=level,
+                )
+        else:
+            msg = f"source={source!r} is not supported; choose 'model' or 'data'."
+            raise ValueError(msg)
+        return interpret.interaction_table(scores, self.design.genes)
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:

@@ -309,3 +309,17 @@ def test_beta_bernoulli_sams_vae_trains_and_round_trips(tiny_adata: ad.AnnData, 
     pd.testing.assert_frame_equal(loaded.get_mask_probabilities(), model.get_mask_probabilities())
     with pytest.raises(ValueError, match="mask_prior_concentration"):
         samsvae.SAMSVAE(tiny_adata, mask_prior_concentration=0.0)
+
+
+def test_treatment_effect_intervals_bracket_the_draw_mean(tiny_model: samsvae.SAMSVAE) -> None:
+    tiny_model.train(**FAST)
+    result = tiny_model.treatment_effect_intervals(
+        ["P0", "P1+P5"], n_global_samples=20, n_samples_per_global=10
+    )
+    assert result.shape == (2, 24) and list(result.obs_names) == ["P0", "P1+P5"]
+    assert result.uns["level"] == 0.9
+    assert np.all(result.layers["lower"] <= result.X + 1e-6)
+    assert np.all(result.layers["upper"] + 1e-6 >= result.X)
+    assert np.all(result.layers["upper"] > result.layers["lower"])
+    with pytest.raises(ValueError, match=r"level=1\.5"):
+        tiny_model.treatment_effect_intervals(["P0"], level=1.5)

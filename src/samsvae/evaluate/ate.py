@@ -6,13 +6,16 @@ g(x) = log2(1 + 1e4 * x / sum_j x_j) (``"perturbseq"``, the paper's choice).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from samsvae.models import SAMSVAEModule
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ATEMethod = Literal["mean", "perturbseq"]
 ATE_METHODS = ("mean", "perturbseq")
@@ -26,6 +29,36 @@ def transform(x: torch.Tensor, method: ATEMethod) -> torch.Tensor:
     total = x.sum(-1, keepdim=True)
     scaled = torch.where(total > 0, PERTURBSEQ_SCALE * x / total.clamp(min=1e-12), 0.0)
     return torch.log2(1 + scaled)
+
+
+def _per_draw_means(
+    module: SAMSVAEModule,
+    dosage: torch.Tensor,
+    *,
+    method: ATEMethod,
+    n_global_samples: int,
+    n_samples_per_global: int,
+    library_size: float,
+    particles_per_chunk: int,
+    share_basal: bool,
+) -> Iterator[torch.Tensor]:
+    """Yield, chunk by chunk of global draws, mean g(x) per draw: (n_draws, 1 + A, G) float64.
+
+    Row 0 is the control. Each global draw (E, M) ~ q is paired with ``n_samples_per_global``
+    draws of z_basal ~ p and counts; all interventions and the particles of a chunk go through
+    the decoder as one batch.
+    """
+    index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
+    rows = torch.cat([torch.zeros(1, len(index), dtype=dosage.dtype), dosage[:, index]])
+    rows = rows.to(next(module.parameters()).device)
+    draws_per_chunk = max(1, particles_per_chunk // n_samples_per_global)
+    for start in range(0, n_global_samples, draws_per_chunk):
+        n = min(draws_per_chunk, n_global_samples - start)
+        sample = module.sample_globals(index.to(rows.device), n)
+        sample = sample.repeat_particles(n_samples_per_global)
+        x = module.generate(rows, sample, library_size, share_basal=share_basal)
+        values = transform(x, method).double()  # (n * inner, 1 + A, G)
+        yield values.reshape(n, n_samples_per_global, *values.shape[1:]).mean(1)
 
 
 @torch.no_grad()
@@ -47,17 +80,56 @@ def model_average_treatment_effects(
     interventions (common random numbers): the same expectation with less variance. All
     interventions and the particles of a chunk go through the decoder as one batch.
     """
-    index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
-    rows = torch.cat([torch.zeros(1, len(index), dtype=dosage.dtype), dosage[:, index]])
-    rows = rows.to(next(module.parameters()).device)
-    totals = torch.zeros(rows.shape[0], module.n_genes, dtype=torch.float64, device=rows.device)
-    for start in range(0, n_samples, particles_per_chunk):
-        n = min(particles_per_chunk, n_samples - start)
-        sample = module.sample_globals(index.to(rows.device), n)
-        x = module.generate(rows, sample, library_size, share_basal=share_basal)  # (n, 1 + A, G)
-        totals += transform(x, method).sum(0).double()
-    means = totals / n_samples
-    return (means[1:] - means[:1]).float().cpu()
+    means = torch.zeros(dosage.shape[0] + 1, module.n_genes, dtype=torch.float64)
+    for chunk in _per_draw_means(
+        module,
+        dosage,
+        method=method,
+        n_global_samples=n_samples,
+        n_samples_per_global=1,
+        library_size=library_size,
+        particles_per_chunk=particles_per_chunk,
+        share_basal=share_basal,
+    ):
+        means += chunk.sum(0).cpu() / n_samples
+    return (means[1:] - means[:1]).float()
+
+
+@torch.no_grad()
+def model_average_treatment_effect_draws(
+    module: SAMSVAEModule,
+    dosage: torch.Tensor,
+    *,
+    method: ATEMethod = "perturbseq",
+    n_global_samples: int = 100,
+    n_samples_per_global: int = 100,
+    library_size: float = PERTURBSEQ_SCALE,
+    particles_per_chunk: int = 250,
+    share_basal: bool = True,
+) -> torch.Tensor:
+    """Posterior draws of the ATE: one per draw of the global variables from q.
+
+    For each of ``n_global_samples`` draws (E, M) ~ q, the ATE given those globals is estimated
+    with ``n_samples_per_global`` basal states and count samples (common random numbers between
+    control and interventions by default, which keeps the Monte-Carlo part of the spread small).
+    Quantiles over the draws are posterior intervals of the treatment effects; the spread
+    includes the inner Monte-Carlo error, so intervals are slightly conservative.
+    Returns (n_global_samples, n_interventions, n_genes).
+    """
+    draws = [
+        (chunk[:, 1:] - chunk[:, :1]).float().cpu()
+        for chunk in _per_draw_means(
+            module,
+            dosage,
+            method=method,
+            n_global_samples=n_global_samples,
+            n_samples_per_global=n_samples_per_global,
+            library_size=library_size,
+            particles_per_chunk=particles_per_chunk,
+            share_basal=share_basal,
+        )
+    ]
+    return torch.cat(draws)
 
 
 def data_average_treatment_effects(

@@ -28,6 +28,20 @@ class GlobalSample:
         """e_t * m_t, (n_particles, len(index), n_latent)."""
         return self.embeddings * self.masks
 
+    def repeat_particles(self, repeats: int) -> GlobalSample:
+        """Each draw repeated ``repeats`` times along the particle axis (draw-major order)."""
+
+        def repeat(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value.repeat_interleave(repeats, dim=0)
+
+        return GlobalSample(
+            index=self.index,
+            embeddings=repeat(self.embeddings),
+            masks=repeat(self.masks),
+            log_q=repeat(self.log_q),
+            mask_probabilities=repeat(self.mask_probabilities),
+        )
+
     def select(self, positions: torch.Tensor) -> GlobalSample:
         """The sample restricted to ``index[positions]``."""
         return GlobalSample(

@@ -8,7 +8,10 @@ import torch
 from torch.distributions import NegativeBinomial
 
 from samsvae.config import SAMSVAEConfig
-from samsvae.evaluate.ate import model_average_treatment_effects
+from samsvae.evaluate.ate import (
+    model_average_treatment_effect_draws,
+    model_average_treatment_effects,
+)
 from samsvae.models import SAMSVAEModule
 
 N_SAMPLES = 1500
@@ -63,3 +66,32 @@ def test_vectorised_ate_equals_reference_loop_within_monte_carlo_error(share_bas
     z_scores = ((vectorised - reference_t) / (se * np.sqrt(1.25))).abs()
     assert reference_t.abs().max() > 10 * se.max()  # the effects are real, not noise
     assert z_scores.max() < 4.5, z_scores
+
+
+@torch.no_grad()
+def test_ate_draws_average_to_the_ate_and_spread_with_global_uncertainty() -> None:
+    module = _tiny_module()
+    interventions = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    torch.manual_seed(3)
+    draws = model_average_treatment_effect_draws(
+        module, interventions, n_global_samples=200, n_samples_per_global=20
+    ).double()
+    assert draws.shape == (200, 2, 6)
+    torch.manual_seed(4)
+    ate = model_average_treatment_effects(module, interventions, n_samples=4000).double()
+    standard_error = draws.std(0) / np.sqrt(200)
+    assert ((draws.mean(0) - ate).abs() / (standard_error * 1.5)).max() < 4.5
+
+    # Make q(E, M) nearly a point mass: the draws then differ only by the Monte-Carlo error of
+    # their 200 cells each, so their spread must shrink well below that of the uncertain guide.
+    def spread(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return model_average_treatment_effect_draws(
+            module, interventions, n_global_samples=60, n_samples_per_global=200
+        ).std(0)
+
+    uncertain = spread(5)
+    module.guide.mask_logits.mul_(10)
+    module.guide.embedding_scale_raw.fill_(-20.0)
+    confident = spread(5)
+    assert (confident.mean() * 2.5 < uncertain.mean()).item(), (confident, uncertain)

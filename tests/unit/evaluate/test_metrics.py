@@ -11,10 +11,13 @@ from samsvae.evaluate.baselines import fit_effect_baselines
 from samsvae.evaluate.metrics import (
     ate_metrics,
     energy_distance,
+    interval_coverage,
     mask_auroc,
     mask_recovery,
+    mean_correlation_coefficient,
     pearson_r,
     r_squared,
+    relative_to_best_baseline,
 )
 
 
@@ -118,3 +121,40 @@ def test_energy_distance_matches_scipy_in_one_dimension_and_a_direct_sum() -> No
         energy_distance(rng.normal(size=(3000, 2)), rng.normal(size=(3000, 2)), max_cells=500)
         < 0.05
     )
+
+
+def test_interval_coverage_counts_hand_made_example() -> None:
+    lower = np.array([[0.0, 1.0], [-1.0, 2.0]])
+    upper = np.array([[1.0, 3.0], [1.0, 2.5]])
+    observed = np.array([[0.5, 3.5], [1.0, 1.0]])  # inside, above, on the bound, below
+    result = interval_coverage(lower, upper, observed)
+    assert result == {"coverage": 0.5, "mean_width": (1.0 + 2.0 + 2.0 + 0.5) / 4}
+
+
+def test_mean_correlation_coefficient_matches_permuted_rescaled_flipped_latents() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(500, 3))
+    estimated = -2.0 * true[:, [2, 0, 1]] + 5.0  # permuted, rescaled, sign-flipped, shifted
+    assert mean_correlation_coefficient(estimated, true) == pytest.approx(1.0)
+    noisy = true + rng.normal(size=true.shape)  # each r = 1 / sqrt(2) in expectation
+    assert mean_correlation_coefficient(noisy, true) == pytest.approx(2**-0.5, abs=0.05)
+    # One estimated dimension for three true ones: two true dimensions count as 0.
+    one = mean_correlation_coefficient(true[:, :1], true)
+    assert one == pytest.approx(1 / 3)
+    expected = np.mean([abs(np.corrcoef(noisy[:, k], true[:, k])[0, 1]) for k in range(3)])
+    assert mean_correlation_coefficient(noisy, true) == pytest.approx(expected)
+
+
+def test_relative_to_best_baseline_subtracts_the_best_finite_baseline() -> None:
+    model = {"ate_pearson_r": 0.9, "ate_r2": 0.5, "mask_f1": 0.3}
+    baselines = {
+        "control_mean": {"ate_pearson_r": float("nan"), "ate_r2": -0.8},
+        "additive": {"ate_pearson_r": 0.95, "ate_r2": 0.2},
+        "ridge": {"ate_pearson_r": 0.7, "ate_r2": 0.4},
+    }
+    result = relative_to_best_baseline(model, baselines)
+    assert result["ate_pearson_r_minus_best_baseline"] == pytest.approx(-0.05)
+    assert result["ate_pearson_r_best_baseline"] == "additive"
+    assert result["ate_r2_minus_best_baseline"] == pytest.approx(0.1)
+    assert result["ate_r2_best_baseline"] == "ridge"
+    assert "mask_f1_minus_best_baseline" not in result  # no baseline defines it
