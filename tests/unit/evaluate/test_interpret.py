@@ -1,0 +1,168 @@
+"""Interpretation functions against hand-computed values on tiny fixed inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import hypergeom
+
+from samsvae.config import SAMSVAEConfig
+from samsvae.evaluate.interpret import (
+    cluster_by_similarity,
+    combination_parts,
+    cosine_similarity,
+    data_genetic_interactions,
+    gene_set_enrichment,
+    interaction_scores,
+    jaccard_similarity,
+    latent_gene_response,
+    model_genetic_interactions,
+    rank_genes,
+    read_gmt,
+    summarise_globals,
+)
+from samsvae.models import SAMSVAEModule
+from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide
+
+
+def test_cosine_similarity_matches_hand_values_and_zero_rows_match_nothing() -> None:
+    vectors = np.array([[1.0, 0.0], [1.0, 1.0], [-2.0, 0.0], [0.0, 0.0]])
+    similarity = cosine_similarity(vectors)
+    expected = np.array(
+        [
+            [1.0, 1 / math.sqrt(2), -1.0, 0.0],
+            [1 / math.sqrt(2), 1.0, -1 / math.sqrt(2), 0.0],
+            [-1.0, -1 / math.sqrt(2), 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    np.testing.assert_allclose(similarity, expected)
+
+
+def test_jaccard_similarity_is_intersection_over_union() -> None:
+    masks = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]])
+    similarity = jaccard_similarity(masks)
+    np.testing.assert_allclose(similarity, [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match="binary"):
+        jaccard_similarity(np.array([[0.3, 1.0]]))
+
+
+def test_clustering_separates_two_obvious_blocks_and_orders_them_together() -> None:
+    masks = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1], [1, 1, 0, 0]])
+    clustering = cluster_by_similarity(jaccard_similarity(masks), n_clusters=2)
+    labels = clustering.labels
+    assert labels[0] == labels[1] == labels[4] != labels[2] == labels[3]
+    blocks = [set(clustering.order[:3]), set(clustering.order[3:])]
+    assert {0, 1, 4} in blocks or {0, 1, 4} == set(clustering.order[2:])
+    by_threshold = cluster_by_similarity(jaccard_similarity(masks), distance_threshold=0.9)
+    np.testing.assert_array_equal(by_threshold.labels, labels)
+    with pytest.raises(ValueError, match="exactly one"):
+        cluster_by_similarity(jaccard_similarity(masks))
+
+
+def test_latent_gene_response_of_a_linear_decoder_is_its_weight_rows() -> None:
+    weights = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.5, 3.0]])  # (K = 2, G = 3)
+    bias = torch.tensor([1.0, -1.0, 0.0])
+    response = latent_gene_response(lambda z: z @ weights + bias, 2, step=2.0)
+    torch.testing.assert_close(response, 2.0 * weights)
+
+
+def test_gene_ranking_orders_by_absolute_effect_within_each_latent() -> None:
+    response = np.array([[0.1, -3.0, 2.0], [0.0, 0.5, -0.7]])
+    table = rank_genes(response, ["a", "b", "c"], latent_names=["z0", "z1"], n_top=2)
+    assert table["gene"].tolist() == ["b", "c", "c", "b"]
+    assert table["rank"].tolist() == [1, 2, 1, 2]
+    assert table["latent"].tolist() == ["z0", "z0", "z1", "z1"]
+    np.testing.assert_allclose(table["effect"], [-3.0, 2.0, -0.7, 0.5])
+
+
+def test_enrichment_p_value_is_the_hypergeometric_upper_tail(tmp_path) -> None:
+    universe = [f"g{i}" for i in range(20)]
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("setA\tdescription\tg0\tg1\tg2\tg3\tg4\tnot_in_universe\nsetB\t-\tg10\tg11\n")
+    assert read_gmt(gmt)["setB"] == ["g10", "g11"]
+    table = gene_set_enrichment({"program": ["g0", "g1", "g2", "g15"]}, gmt, universe)
+    row = table.set_index("gene_set").loc["setA"]
+    # 20 genes, setA has 5 of them, the query 4, overlap 3: P(X >= 3).
+    assert (row["overlap"], row["set_size"], row["query_size"]) == (3, 5, 4)
+    assert row["p_value"] == pytest.approx(hypergeom.sf(2, 20, 5, 4))
+    assert row["genes"] == "g0,g1,g2"
+    assert table.set_index("gene_set").loc["setB", "p_value"] == pytest.approx(1.0)
+    # Benjamini-Hochberg over the two rows: q_(1) = 2 p_(1), q_(2) = p_(2).
+    assert row["q_value"] == pytest.approx(2 * hypergeom.sf(2, 20, 5, 4))
+
+
+def test_interaction_score_is_combination_minus_the_sum_of_singles() -> None:
+    np.testing.assert_allclose(interaction_scores([5.0, 1.0], [2.0, 0.5], [1.0, 0.5]), [2.0, 0.0])
+    assert combination_parts("A+B") == ("A", "B")
+    with pytest.raises(ValueError, match="two-perturbation"):
+        combination_parts("A+B+C")
+
+
+def test_data_genetic_interaction_of_hand_made_groups() -> None:
+    # g = identity ("mean"); group means: control 1, A 3, B 4, A+B 10 -> GI = 10 - 3 - 4 + 1 = 4.
+    expression = np.array([[1.0], [1.0], [3.0], [3.0], [4.0], [4.0], [9.0], [11.0]])
+    labels = np.array(["ctrl", "ctrl", "A", "A", "B", "B", "A+B", "A+B"])
+    scores = data_genetic_interactions(
+        expression, labels, ["A+B"], "ctrl", method="mean", n_bootstrap=500, seed=0
+    )
+    np.testing.assert_allclose(scores.score, [[4.0]])
+    # Only the A+B cells vary: bootstrap means of {9, 11} lie in [9, 11], so GI in [3, 5].
+    assert 3.0 <= scores.lower[0, 0] < 4.0 < scores.upper[0, 0] <= 5.0
+    assert scores.standard_error[0, 0] == pytest.approx(math.sqrt(0.5), rel=0.15)
+
+
+def test_mean_field_summary_is_closed_form() -> None:
+    guide = MeanFieldGuide(3, 2, temperature=1.0)
+    with torch.no_grad():
+        guide.mask_logits.copy_(torch.tensor([[0.0, 10.0], [-10.0, 0.0], [1.0, 1.0]]))
+        guide.embedding_loc.copy_(torch.tensor([[1.0, -2.0], [0.5, 0.0], [3.0, 3.0]]))
+    summary = summarise_globals(guide, 3, level=0.95)
+    probabilities = torch.sigmoid(guide.mask_logits).detach().double().numpy()
+    np.testing.assert_allclose(summary.mask_probabilities, probabilities)
+    np.testing.assert_allclose(summary.shift_mean, probabilities * summary.embedding_mean)
+    # scale initialised to 1 (+ floor): the 95% interval is loc +- 1.96.
+    np.testing.assert_allclose(summary.embedding_upper - summary.embedding_mean, 1.96, atol=1e-2)
+    assert summary.closed_form
+
+
+def test_sampled_summary_of_the_correlated_guide_agrees_with_its_draws() -> None:
+    torch.manual_seed(0)
+    guide = CorrelatedGuide(5, 3, temperature=1.0, n_hidden=8, n_layers=1)
+    summary = summarise_globals(guide, 5, n_samples=4000, chunk_size=2)
+    assert not summary.closed_form
+    assert summary.shift_mean.shape == (5, 3)
+    assert (summary.embedding_lower < summary.embedding_mean).all()
+    assert (summary.embedding_mean < summary.embedding_upper).all()
+    draws = guide.sample(torch.arange(5), 4000)
+    np.testing.assert_allclose(
+        summary.shift_mean, draws.shifts.mean(0).detach().double().numpy(), atol=0.08
+    )
+
+
+def test_model_genetic_interactions_vanish_for_a_linear_normal_decoder(float64) -> None:
+    # normal likelihood with a linear decoder: E[x | z] is affine in z, so ATEs add up; only
+    # the head's noise floor (sd 0.01) remains, far below the control mean a wrong sign would add.
+    config = SAMSVAEConfig(n_latent=2, n_hidden=4, n_layers=1, likelihood="normal")
+    module = SAMSVAEModule(3, 2, config)
+    module.decoder = torch.nn.Identity()
+    module.likelihood = type(module.likelihood)(2, 3)
+    with torch.no_grad():
+        module.likelihood.log_var.weight.zero_()
+        module.likelihood.log_var.bias.fill_(-20.0)  # noise sd = sqrt(variance floor) = 0.01
+    torch.manual_seed(0)
+    scores = model_genetic_interactions(
+        module,
+        torch.tensor([[1.0, 1.0]]),
+        torch.tensor([[1.0, 0.0]]),
+        torch.tensor([[0.0, 1.0]]),
+        combinations=["A+B"],
+        method="mean",
+        n_posterior_samples=4,
+        n_basal=3,
+    )
+    np.testing.assert_allclose(scores.score, np.zeros((1, 3)), atol=0.05)
+    assert scores.lower.shape == scores.upper.shape == (1, 3)
