@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from samsvae.api import SAMSVAE, PerturbationModel
+from samsvae.data import split_combinations
 from samsvae.datasets import simulate
 from samsvae.evaluate import (
     ate_metrics,
@@ -49,15 +50,6 @@ class QuickstartSettings:
     seed: int = 0
 
 
-def split_held_out_combinations(
-    combinations: list[str], fraction: float, seed: int
-) -> tuple[list[str], list[str]]:
-    """Shuffle sorted combinations with ``seed``; the last ceil(fraction * C) are held out."""
-    order = np.random.default_rng(seed).permutation(sorted(combinations))
-    n_test = int(np.ceil(fraction * len(order)))
-    return sorted(order[: len(order) - n_test]), sorted(order[len(order) - n_test :])
-
-
 @dataclass(frozen=True)
 class SimulationTask:
     """A simulated screen split into training cells and held-out combinations."""
@@ -82,7 +74,7 @@ def simulate_task(settings: QuickstartSettings) -> SimulationTask:
         seed=s.seed,
     )
     combos = list(adata.uns["simulation"]["combinations"])
-    _, held_out = split_held_out_combinations(combos, s.held_out_fraction, s.seed)
+    _, held_out = split_combinations(combos, held_out_fraction=s.held_out_fraction, seed=s.seed)
     is_test = adata.obs["perturbation"].isin(held_out).to_numpy()
     train, test = adata[~is_test].copy(), adata[is_test].copy()
     return SimulationTask(adata, train, test, held_out)

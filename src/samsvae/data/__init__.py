@@ -1,4 +1,4 @@
-"""AnnData -> perturbation design, validation, splits and minibatch loaders."""
+"""AnnData -> perturbation design, validation, preprocessing, task splits and minibatch loaders."""
 
 from __future__ import annotations
 
@@ -12,17 +12,37 @@ from samsvae.data.loaders import (
     library_sizes,
     make_loader,
 )
-from samsvae.data.splits import train_validation_split
+from samsvae.data.preprocess import preprocess
+from samsvae.data.splits import (
+    TASKS,
+    Split,
+    make_split,
+    norman_data_efficiency_split,
+    norman_ood_split,
+    random_split,
+    shuffled_combinations,
+    split_combinations,
+    train_validation_split,
+)
 
 __all__ = [
+    "TASKS",
     "Batch",
     "CellDataset",
     "DeviceBatches",
     "PerturbationDesign",
+    "Split",
     "fits_on_device",
     "gene_statistics",
     "library_sizes",
     "make_loader",
+    "make_split",
+    "norman_data_efficiency_split",
+    "norman_ood_split",
+    "preprocess",
+    "random_split",
+    "shuffled_combinations",
+    "split_combinations",
     "train_validation_split",
     "vocabulary_from_labels",
 ]
