@@ -34,7 +34,22 @@ COMBINATION_TEST_SHARE = 0.2
 def train_validation_split(
     n_cells: int, *, train_size: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffle ``range(n_cells)`` with ``seed``; the first ``round(train_size * n)`` train."""
+    """Shuffle ``range(n_cells)`` with ``seed``; the first ``round(train_size * n)`` train.
+
+    Parameters
+    ----------
+    n_cells
+        Number of cells n.
+    train_size
+        Share of the cells used for training; at least one cell goes to each part unless
+        ``train_size >= 1``.
+    seed
+        Seed of the shuffle.
+
+    Returns
+    -------
+    Sorted row positions of the training and the validation cells.
+    """
     order = np.random.default_rng(seed).permutation(n_cells)
     n_train = n_cells if train_size >= 1 else max(1, min(n_cells - 1, round(train_size * n_cells)))
     return np.sort(order[:n_train]), np.sort(order[n_train:])
