@@ -70,18 +70,22 @@ ROWS = (
     (
         "ATE Pearson r, held-out combos, all genes",
         "heldout_combo_ate_pearson_r",
-        "additive_baseline_ate_pearson_r",
+        "heldout_combo_additive_baseline_ate_pearson_r",
     ),
     (
         "ATE Pearson r, held-out combos, top-20 genes",
         "heldout_combo_ate_pearson_r_top20",
-        "additive_baseline_ate_pearson_r_top20",
+        "heldout_combo_additive_baseline_ate_pearson_r_top20",
     ),
-    ("ATE R², held-out combos, all genes", "heldout_combo_ate_r2", "additive_baseline_ate_r2"),
+    (
+        "ATE R², held-out combos, all genes",
+        "heldout_combo_ate_r2",
+        "heldout_combo_additive_baseline_ate_r2",
+    ),
     (
         "ATE R², held-out combos, top-20 genes",
         "heldout_combo_ate_r2_top20",
-        "additive_baseline_ate_r2_top20",
+        "heldout_combo_additive_baseline_ate_r2_top20",
     ),
     ("mask precision (q(m) > 0.5)", "mask_precision", None),
     ("mask recall", "mask_recall", None),

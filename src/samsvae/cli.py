@@ -15,9 +15,14 @@ SUMMARY_KEYS = (
     ("mask_f1", "mask F1"),
     ("heldout_iwelbo", "held-out IWELBO per cell"),
     ("heldout_combo_ate_pearson_r", "ATE r, held-out combos (SAMS-VAE)"),
-    ("additive_baseline_ate_pearson_r", "ATE r, held-out combos (additive baseline)"),
-    ("ridge_baseline_ate_pearson_r", "ATE r, held-out combos (ridge baseline)"),
+    (
+        "heldout_combo_additive_baseline_ate_pearson_r",
+        "ATE r, held-out combos (additive baseline)",
+    ),
+    ("heldout_combo_ridge_baseline_ate_pearson_r", "ATE r, held-out combos (ridge baseline)"),
     ("heldout_combo_ate_pearson_r_top20", "ATE r top-20 genes (SAMS-VAE)"),
+    ("heldout_combo_interval90_coverage", "coverage of held-out effects by 90% intervals"),
+    ("seen_ate_pearson_r", "ATE r, perturbations seen in training"),
     ("heldout_combo_energy_distance", "energy distance to held-out cells (SAMS-VAE)"),
     ("control_baseline_energy_distance", "energy distance to held-out cells (controls)"),
 )

@@ -10,19 +10,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from samsvae.api import SAMSVAE, PerturbationModel
+from samsvae.api import CPAVAE, SAMSVAE, ConditionalVAE, PerturbationModel, SVAEPlus
 from samsvae.data import split_combinations
+from samsvae.data.design import PerturbationDesign, vocabulary_from_labels
+from samsvae.data.splits import train_validation_split
 from samsvae.datasets import simulate
 from samsvae.evaluate import (
     ate_metrics,
     data_average_treatment_effects,
     energy_distance,
     fit_effect_baselines,
+    interval_coverage,
     mask_auroc,
     mask_recovery,
+    mean_correlation_coefficient,
+    relative_to_best_baseline,
 )
 from samsvae.evaluate.ate import transform
+from samsvae.evaluate.metrics import top_genes_mask
 from samsvae.evaluate.report import write_html_report
+
+MODEL_CLASSES = {cls.__name__: cls for cls in (SAMSVAE, CPAVAE, ConditionalVAE, SVAEPlus)}
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,17 @@ class QuickstartSettings:
 
 @dataclass(frozen=True)
 class SimulationTask:
-    """A simulated screen split into training cells and held-out combinations."""
+    """A simulated screen split into training cells and held-out combinations.
+
+    ``train_rows`` are the positions in ``adata`` of the cells outside the held-out
+    combinations; ``train`` and ``test`` are copies of those cells and of the rest.
+    """
 
     adata: Any
     train: Any
     test: Any
     held_out: list[str]
+    train_rows: np.ndarray
 
 
 def simulate_task(settings: QuickstartSettings) -> SimulationTask:
@@ -77,14 +90,29 @@ def simulate_task(settings: QuickstartSettings) -> SimulationTask:
     _, held_out = split_combinations(combos, held_out_fraction=s.held_out_fraction, seed=s.seed)
     is_test = adata.obs["perturbation"].isin(held_out).to_numpy()
     train, test = adata[~is_test].copy(), adata[is_test].copy()
-    return SimulationTask(adata, train, test, held_out)
+    return SimulationTask(adata, train, test, held_out, np.flatnonzero(~is_test))
 
 
 def train_on_task(
-    model: PerturbationModel, settings: QuickstartSettings, *, progress_bar: bool
+    model: PerturbationModel,
+    settings: QuickstartSettings,
+    *,
+    progress_bar: bool,
+    rows: np.ndarray | None = None,
 ) -> None:
-    """Train with the optimisation settings of ``settings``."""
+    """Train with the optimisation settings of ``settings``.
+
+    ``rows``: positions in ``model.adata`` of the cells to learn from (default: all), split
+    90/10 into training and validation with the settings' seed, exactly as ``train_size=0.9``
+    splits a model built on those cells alone. A model built on every cell of the screen (so
+    that its vocabulary holds the held-out labels, as the "unique" encoding needs) is trained
+    on ``task.train_rows`` this way.
+    """
     s = settings
+    split = {}
+    if rows is not None:
+        train, validation = train_validation_split(len(rows), train_size=0.9, seed=s.seed)
+        split = {"train_indices": rows[train], "validation_indices": rows[validation]}
     model.train(
         max_epochs=s.max_epochs,
         batch_size=s.batch_size,
@@ -92,6 +120,7 @@ def train_on_task(
         global_lr=s.global_lr,
         seed=s.seed,
         progress_bar=progress_bar,
+        **split,
     )
 
 
@@ -131,7 +160,9 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     recorded = json.loads(metrics_path.read_text()).get("settings", {})
     settings = QuickstartSettings(**recorded)
     task = simulate_task(settings)
-    model = SAMSVAE.load(run_dir / "model", adata=task.train)
+    model_class = json.loads((run_dir / "model" / "model.json").read_text()).get("model_class")
+    cls = MODEL_CLASSES.get(str(model_class), SAMSVAE)  # an unknown name: SAMSVAE.load refuses
+    model = cls.load(run_dir / "model", adata=task.train)
     return _evaluate_and_write(run_dir, model, task, settings)
 
 
@@ -162,48 +193,102 @@ def evaluate_on_simulation(
     held_out: list[str],
     settings: QuickstartSettings,
 ) -> dict[str, Any]:
-    """Mask recovery, held-out IWELBO, held-out-combination ATE metrics (model and baselines).
+    """Mask and latent recovery, held-out IWELBO, ATE metrics per split, interval coverage.
 
-    Baselines are fitted on the model's training cells; a metric that is undefined (Pearson r of
-    the constant control-mean prediction) is NaN in the dict and null in ``metrics.json``.
+    Splits: ``heldout_combo_*`` for the held-out combinations, ``seen_*`` for every other
+    perturbed label (singles and training combinations; their data effects come from training
+    cells). Baselines are fitted on the training cells with the additive encoding whatever the
+    model's, and each model ATE metric is also given minus the best baseline's. A metric that
+    is undefined (Pearson r of the constant control-mean prediction) is NaN here and null in
+    ``metrics.json``.
     """
     labels = adata.obs["perturbation"].astype(str).to_numpy()
-    expression = adata.X
-    observed = data_average_treatment_effects(expression, labels, held_out, "control")
-    train = model.adata
-    baselines = fit_effect_baselines(
-        train.X, model.design.encode(train.obs["perturbation"].astype(str).to_numpy())
-    ).predict(model.design.encode(held_out).toarray())
-    predicted = model.average_treatment_effects(
-        held_out, n_samples=settings.ate_samples, seed=settings.seed
-    ).X
-    model_ate = ate_metrics(predicted, observed)
+    is_train = ~np.isin(labels, held_out)
+    seen = sorted({label for label in labels[is_train] if label != "control"})
+    baselines = _fit_baselines(adata[is_train])
+    splits: dict[str, Any] = {}
+    for split, interventions in (("heldout_combo", held_out), ("seen", seen)):
+        observed = data_average_treatment_effects(adata.X, labels, interventions, "control")
+        predicted = model.average_treatment_effects(
+            interventions, n_samples=settings.ate_samples, seed=settings.seed
+        ).X
+        model_ate = ate_metrics(predicted, observed)
+        baseline_ate = {
+            name: ate_metrics(effects, observed)
+            for name, effects in baselines(interventions).items()
+        }
+        splits |= {f"{split}_{k}": v for k, v in model_ate.items()}
+        splits |= {
+            f"{split}_{k}": v
+            for k, v in relative_to_best_baseline(model_ate, baseline_ate).items()
+        }
+        splits |= {
+            f"{split}_{name}_baseline_{k}": v
+            for name, metrics in baseline_ate.items()
+            for k, v in metrics.items()
+        }
+        if split == "heldout_combo":
+            splits["_ate"] = (predicted, observed)
+            splits |= _interval_coverage(model, interventions, observed, settings.seed)
     return {
         **_mask_metrics(model, adata),
+        "latent_mcc": mean_correlation_coefficient(
+            model.get_latent_representation(adata, seed=settings.seed), adata.obsm["z_basal"]
+        ),
         "heldout_iwelbo": model.iwelbo(test, n_particles=settings.iwelbo_particles),
-        **{f"heldout_combo_{k}": v for k, v in model_ate.items()},
-        **{
-            f"{name}_baseline_{k}": v
-            for name, effects in baselines.items()
-            for k, v in ate_metrics(effects, observed).items()
-        },
+        **splits,
         **_energy_distances(model, adata, held_out, settings.seed),
         "n_heldout_combinations": len(held_out),
-        "n_train_cells": int(model.adata.n_obs),
+        "n_train_cells": int(is_train.sum()),
         "best_epoch": int(model.history["val_loss"].idxmin())
         if model.history is not None and "val_loss" in model.history
         else None,
         "settings": settings.__dict__,
-        "_ate": (predicted, observed),
+    }
+
+
+def _fit_baselines(train: Any) -> Any:
+    """Baselines fitted on ``train`` cells with the additive encoding; returns a predictor of
+    the ATE of a list of labels under every baseline."""
+    labels = train.obs["perturbation"].astype(str).to_numpy()
+    design = PerturbationDesign(
+        perturbations=vocabulary_from_labels(labels, "control", "+", "additive"),
+        genes=tuple(map(str, train.var_names)),
+        control="control",
+    )
+    fitted = fit_effect_baselines(train.X, design.encode(labels))
+    return lambda interventions: fitted.predict(design.encode(interventions).toarray())
+
+
+def _interval_coverage(
+    model: PerturbationModel, interventions: list[str], observed: np.ndarray, seed: int
+) -> dict[str, float]:
+    """Coverage of the observed effects by the model's 90% posterior intervals, all genes and
+    the top-20 genes by |observed effect| per intervention."""
+    intervals = model.treatment_effect_intervals(interventions, level=0.9, seed=seed)
+    lower, upper = intervals.layers["lower"], intervals.layers["upper"]
+    top = top_genes_mask(observed, 20)
+    everything = interval_coverage(lower, upper, observed)
+    top_genes = interval_coverage(lower[top], upper[top], observed[top])
+    return {
+        "heldout_combo_interval90_coverage": everything["coverage"],
+        "heldout_combo_interval90_mean_width": everything["mean_width"],
+        "heldout_combo_interval90_coverage_top20": top_genes["coverage"],
     }
 
 
 def _mask_metrics(model: PerturbationModel, adata: Any) -> dict[str, Any]:
-    """Mask recovery against the simulation's truth, for models that have masks."""
+    """Mask recovery against the simulation's truth, for models that have masks.
+
+    Only single perturbations have a true mask; a "unique" model's combination rows are left out.
+    """
     if not model.has_masks:
         return {}
-    probabilities = model.get_mask_probabilities().to_numpy()
-    true_masks = simulated_masks_in_model_order(adata, model.design.perturbations)
+    singles = set(map(str, adata.uns["simulation"]["perturbations"]))
+    probabilities = model.get_mask_probabilities()
+    probabilities = probabilities.loc[[p for p in probabilities.index if p in singles]]
+    true_masks = simulated_masks_in_model_order(adata, tuple(probabilities.index))
+    probabilities = probabilities.to_numpy()
     return {
         **mask_recovery(probabilities > 0.5, true_masks),
         "mask_auroc": mask_auroc(probabilities, true_masks),

@@ -39,9 +39,14 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(tmp_path: Path) -> 
         "mask_f1",
         "heldout_iwelbo",
         "heldout_combo_ate_pearson_r",
-        "additive_baseline_ate_pearson_r",
+        "heldout_combo_additive_baseline_ate_pearson_r",
+        "heldout_combo_ate_pearson_r_minus_best_baseline",
+        "heldout_combo_interval90_coverage",
+        "seen_ate_pearson_r",
+        "latent_mcc",
     ):
-        assert isinstance(metrics[key], float)
+        assert isinstance(metrics[key], float), key
+    assert 0 <= metrics["heldout_combo_interval90_coverage"] <= 1
     for name in ("mask_heatmap.png", "ate_scatter.png", "model/model.safetensors"):
         assert (out / name).stat().st_size > 0
     report = (out / "report.html").read_text()
