@@ -42,7 +42,7 @@ def _per_draw_means(
     particles_per_chunk: int,
     share_basal: bool,
 ) -> Iterator[torch.Tensor]:
-    """Yield, chunk by chunk of global draws, mean g(x) per draw: (n_draws, 1 + A, G) float64.
+    """Yield, chunk by chunk of global draws, mean g(x) per draw: (n_draws, 1 + A, G).
 
     Row 0 is the control. Each global draw (E, M) ~ q is paired with ``n_samples_per_global``
     draws of z_basal ~ p and counts; all interventions and the particles of a chunk go through
@@ -57,7 +57,7 @@ def _per_draw_means(
         sample = module.sample_globals(index.to(rows.device), n)
         sample = sample.repeat_particles(n_samples_per_global)
         x = module.generate(rows, sample, library_size, share_basal=share_basal)
-        values = transform(x, method).double()  # (n * inner, 1 + A, G)
+        values = transform(x, method)  # (n * inner, 1 + A, G)
         yield values.reshape(n, n_samples_per_global, *values.shape[1:]).mean(1)
 
 
@@ -80,7 +80,7 @@ def model_average_treatment_effects(
     interventions (common random numbers): the same expectation with less variance. All
     interventions and the particles of a chunk go through the decoder as one batch.
     """
-    means = torch.zeros(dosage.shape[0] + 1, module.n_genes, dtype=torch.float64)
+    totals = torch.zeros(dosage.shape[0] + 1, module.n_genes, dtype=torch.float64)
     for chunk in _per_draw_means(
         module,
         dosage,
@@ -91,7 +91,8 @@ def model_average_treatment_effects(
         particles_per_chunk=particles_per_chunk,
         share_basal=share_basal,
     ):
-        means += chunk.sum(0).cpu() / n_samples
+        totals += chunk.sum(0).double().cpu()
+    means = totals / n_samples
     return (means[1:] - means[:1]).float()
 
 
