@@ -161,8 +161,24 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int | str = "auto"
     progress_bar: bool = True
+    checkpoint_dir: str | None = None
+    checkpoint_every_n_epochs: int = 1
+    resume: bool = False
+    restart_on_divergence: int = 0
+    divergence_lr_factor: float = 0.5
 
     def __post_init__(self) -> None:
+        _check_positive_int("checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
+        if self.resume and self.checkpoint_dir is None:
+            msg = "resume=True needs checkpoint_dir, the directory of the run to continue."
+            raise ValueError(msg)
+        restarts = self.restart_on_divergence
+        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+            msg = f"restart_on_divergence={restarts!r} must be an integer >= 0."
+            raise ValueError(msg)
+        if not 0 < self.divergence_lr_factor < 1:
+            msg = f"divergence_lr_factor={self.divergence_lr_factor!r} must lie in (0, 1)."
+            raise ValueError(msg)
         for name in ("max_epochs", "max_steps"):
             value = getattr(self, name)
             if value is not None:

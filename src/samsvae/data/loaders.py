@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from samsvae.data.batch import Batch
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _CHUNK_ROWS = 10_000
 
@@ -87,6 +92,49 @@ class _Subset(Dataset):
         return self.dataset[self.rows[np.asarray(positions)]]
 
 
+def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    """Positions ``0..n-1``, (n,) int64: a permutation drawn from ``(seed, epoch)`` alone.
+
+    The order of an epoch does not depend on how many epochs ran before it in this process, so a
+    run resumed from a checkpoint at epoch ``e`` sees the batches an uninterrupted run sees.
+    """
+    if not shuffle:
+        return torch.arange(n)
+    (epoch_seed,) = np.random.SeedSequence((seed, epoch)).generate_state(1)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(epoch_seed)))
+
+
+class EpochBatches(Sampler[list[int]]):
+    """Consecutive batches of :func:`epoch_order` for the epoch last passed to ``set_epoch``.
+
+    Like torch's ``DistributedSampler``, it reshuffles only when told the epoch; Lightning calls
+    ``set_epoch`` on a loader's ``sampler`` before every training epoch.
+    """
+
+    def __init__(
+        self, n: int, *, batch_size: int, shuffle: bool, seed: int, drop_last: bool = False
+    ) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle the following passes as epoch ``epoch``."""
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor:
+        """This epoch's positions, (n,) int64."""
+        return epoch_order(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.order()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start : start + self.batch_size].tolist()
+
+
 def make_loader(
     dataset: CellDataset,
     rows: np.ndarray,
@@ -96,21 +144,30 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader of Batches of ``rows``; the sampler hands whole index lists to the dataset."""
+    """A DataLoader of Batches of ``rows``; the sampler hands whole index lists to the dataset.
+
+    With ``shuffle``, epoch ``e`` (see :class:`EpochBatches`) is shuffled by ``(seed, e)``.
+    """
     subset = _Subset(dataset, np.asarray(rows))
-    if shuffle:
-        sampler = RandomSampler(subset, generator=torch.Generator().manual_seed(seed))
-    else:
-        sampler = SequentialSampler(subset)
-    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
-    return DataLoader(subset, sampler=batches, batch_size=None, collate_fn=_identity)
+    batches = EpochBatches(
+        len(subset), batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last
+    )
+    # A private generator: creating an iterator must not draw from torch's global RNG, which the
+    # model samples from (Lightning creates the iterators of a resumed run at other times).
+    return DataLoader(
+        subset,
+        sampler=batches,
+        batch_size=None,
+        collate_fn=_identity,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 class DeviceBatches:
     """Minibatches of rows held densely on an accelerator: no host work or copies per batch.
 
-    Yields the same batches as :func:`make_loader` with the same seed (one ``randperm`` of the
-    rows per epoch from a seeded CPU generator, then consecutive slices).
+    Yields the same batches as :func:`make_loader` with the same seed and epoch: its ``sampler``
+    gives each epoch's order (see :class:`EpochBatches`), cut here into consecutive slices.
     """
 
     def __init__(
@@ -131,16 +188,15 @@ class DeviceBatches:
         self.dosage = torch.as_tensor(dataset.dosage[rows].toarray(), device=self.device)
         self.library_size = torch.as_tensor(dataset.library_size[rows], device=self.device)
         self.rows = torch.as_tensor(rows.astype(np.int64), device=self.device)
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+        self.batch_size = batch_size
+        self.sampler = EpochBatches(len(rows), batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def __len__(self) -> int:
-        return -(-len(self.rows) // self.batch_size)
+        return len(self.sampler)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         n = len(self.rows)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
+        order = self.sampler.order().to(self.device)
         for start in range(0, n, self.batch_size):
             positions = order[start : start + self.batch_size]
             dosage = self.dosage[positions]

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import math
+import tempfile
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 
+from samsvae import io
 from samsvae.inference.objectives import LossTerms, minibatch_elbo
 
 if TYPE_CHECKING:
@@ -45,8 +50,22 @@ def _check_finite(terms: LossTerms, step: int) -> None:
     raise NonFiniteLossError(msg)
 
 
+def _check_finite_parameters(module: torch.nn.Module, epoch: int) -> None:
+    bad = [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        msg = (
+            f"Training diverged in epoch {epoch}: parameters {bad[:3]} are not finite. "
+            "Lower lr, set gradient_clip_val, or check the input counts."
+        )
+        raise NonFiniteLossError(msg)
+
+
 class TrainingPlan(L.LightningModule):
-    """Optimises ``module`` by the negative plated ELBO with ``n_particles`` particles."""
+    """Optimises ``module`` by the negative plated ELBO with ``n_particles`` particles.
+
+    After ``restarts`` divergence restarts both learning rates are scaled by
+    ``divergence_lr_factor ** restarts``; checkpoints carry the count.
+    """
 
     def __init__(
         self,
@@ -56,6 +75,8 @@ class TrainingPlan(L.LightningModule):
         lr: float,
         global_lr: float | None,
         weight_decay: float,
+        restarts: int = 0,
+        divergence_lr_factor: float = 0.5,
     ) -> None:
         super().__init__()
         self.module = module
@@ -63,6 +84,8 @@ class TrainingPlan(L.LightningModule):
         self.lr = lr
         self.global_lr = lr if global_lr is None else global_lr
         self.weight_decay = weight_decay
+        self.restarts = restarts
+        self.divergence_lr_factor = divergence_lr_factor
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         terms = minibatch_elbo(self.module, batch, self.n_particles)
@@ -89,10 +112,30 @@ class TrainingPlan(L.LightningModule):
         # about lr per step, so mask logits need many steps to leave their initial value.
         global_ids = {id(p) for p in self.module.guide.parameters()}
         local = [p for p in self.module.parameters() if id(p) not in global_ids]
-        groups = [{"params": local, "lr": self.lr}]
+        groups = [{"params": local}]
         if global_ids:  # a conditional VAE has no global variables
-            groups.append({"params": list(self.module.guide.parameters()), "lr": self.global_lr})
+            groups.append({"params": list(self.module.guide.parameters())})
+        for group, lr in zip(groups, self._learning_rates(), strict=False):
+            group["lr"] = lr
         return torch.optim.Adam(groups, weight_decay=self.weight_decay)
+
+    def _learning_rates(self) -> tuple[float, float]:
+        """Learning rates of the (local, global) parameter groups after the restarts so far."""
+        scale = self.divergence_lr_factor**self.restarts
+        return self.lr * scale, self.global_lr * scale
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["divergence_restarts"] = self.restarts
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run keeps its restarts; a divergence restart has already counted one more.
+        self.restarts = max(self.restarts, checkpoint["divergence_restarts"])
+
+    def on_train_start(self) -> None:
+        # A restored optimiser holds the rates it was saved with; set the current ones.
+        groups = self.trainer.optimizers[0].param_groups
+        for group, lr in zip(groups, self._learning_rates(), strict=False):
+            group["lr"] = lr
 
     def transfer_batch_to_device(
         self, batch: Batch, device: torch.device, dataloader_idx: int
@@ -113,11 +156,22 @@ class BestWeights(Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None and float(value) < self.best:
             self.best, self.best_epoch = float(value), trainer.current_epoch
-            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            self.state = _copy_state(pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.state is not None:
             pl_module.load_state_dict(self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+        self.state = state_dict["state"]
+
+
+def _copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class History(Callback):
@@ -133,6 +187,99 @@ class History(Callback):
                 record[key] = float(trainer.callback_metrics[key])
         self.records.append(record)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self.records}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.records = list(state_dict["records"])
+
+
+class EpochCheckpoint(Checkpoint):
+    """Saves the whole training state every ``every_n_epochs`` epochs (see :func:`fit`).
+
+    Lightning calls checkpoint callbacks last, so the saved best weights, history and early
+    stopping state include the epoch just ended. The checkpoint also holds torch's RNG states,
+    put back before the first resumed epoch. Non-finite parameters raise NonFiniteLossError
+    instead of replacing the last good checkpoint.
+    """
+
+    def __init__(self, directory: Path, every_n_epochs: int) -> None:
+        self.directory, self.every_n_epochs = directory, every_n_epochs
+        self.rng_states: dict[str, Any] | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            _check_finite_parameters(pl_module, trainer.current_epoch)
+            trainer.save_checkpoint(self.directory, weights_only=False)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "cuda": cuda}
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.rng_states = checkpoint["rng_states"]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.rng_states is not None:
+            torch.set_rng_state(self.rng_states["torch"])
+            if self.rng_states["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self.rng_states["cuda"])
+
+
+class SafetensorsCheckpointIO(CheckpointIO):
+    """Lightning checkpoints written by :func:`samsvae.io.save_checkpoint`: no pickle.
+
+    Each checkpoint records ``fingerprint`` (what describes the run: model, data, settings);
+    loading refuses a checkpoint whose fingerprint differs, naming each difference.
+    """
+
+    def __init__(self, fingerprint: dict[str, Any]) -> None:
+        self.fingerprint = json.loads(json.dumps(fingerprint))  # tuples read back as lists
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        io.save_checkpoint(path, {**checkpoint, "fingerprint": self.fingerprint})
+
+    def load_checkpoint(self, path: str | Path, **_: Any) -> dict[str, Any]:
+        checkpoint = io.read_checkpoint(path)
+        saved = checkpoint.pop("fingerprint")
+        changed = [
+            f"{key}={saved.get(key)!r} in the checkpoint but {self.fingerprint.get(key)!r} now"
+            for key in sorted(set(saved) | set(self.fingerprint))
+            if saved.get(key) != self.fingerprint.get(key)
+        ]
+        if changed:
+            msg = (
+                f"The checkpoint in {path} belongs to another run: {'; '.join(changed)}. "
+                "Resume with the settings it was written with, or use a new checkpoint_dir."
+            )
+            raise io.ModelFileError(msg)
+        return checkpoint
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        msg = "samsvae replaces its checkpoint in place; nothing removes one."
+        raise NotImplementedError(msg)
+
+
+# TrainConfig fields a resumed run must share with the run that wrote the checkpoint; the others
+# (epoch and step budgets, device, progress bar, checkpoint and restart options) may change.
+RUN_SETTINGS = (
+    "seed",
+    "batch_size",
+    "lr",
+    "global_lr",
+    "weight_decay",
+    "gradient_clip_val",
+    "early_stopping",
+    "early_stopping_patience",
+    "divergence_lr_factor",
+)
+
 
 def fit(
     module: SAMSVAEModule,
@@ -142,24 +289,107 @@ def fit(
     *,
     n_particles: int,
     max_epochs: int,
+    fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``module`` in place; it ends holding the best-validation weights.
 
-    Returns ``{"history": [per-epoch records], "best_epoch": int, "best_loss": float}``.
+    With ``config.checkpoint_dir``, every ``config.checkpoint_every_n_epochs`` epochs the whole
+    training state (weights, Adam state, RNG states, epoch and step, best weights, history, early
+    stopping) is saved there, and ``config.resume`` continues from it; on CPU a resumed run ends
+    with the same parameters, bit for bit, as an uninterrupted one. ``fingerprint`` (JSON-ready:
+    model class, configuration, data shape) and :data:`RUN_SETTINGS` must match the checkpoint's.
+
+    With ``config.restart_on_divergence`` > 0, a :class:`NonFiniteLossError` reloads the last
+    checkpoint (or the initial weights if none was written yet) and goes on with both learning
+    rates multiplied by ``config.divergence_lr_factor`` once more; without a ``checkpoint_dir``
+    checkpoints go to a temporary directory. After that many restarts the error propagates.
+
+    Returns ``{"history": [per-epoch records], "best_epoch": int, "best_loss": float,
+    "divergence_restarts": int}``.
     """
+    fingerprint = {**(fingerprint or {}), **{k: getattr(config, k) for k in RUN_SETTINGS}}
+    initial = _copy_state(module) if config.restart_on_divergence else {}
     torch.manual_seed(config.seed)
-    plan = TrainingPlan(
-        module,
-        n_particles=n_particles,
-        lr=config.lr,
-        global_lr=config.global_lr,
-        weight_decay=config.weight_decay,
-    )
+    with _checkpoint_directory(config) as directory:
+        ckpt_path = _resume_path(directory, config)
+        restarts = 0
+        while True:
+            plan = TrainingPlan(
+                module,
+                n_particles=n_particles,
+                lr=config.lr,
+                global_lr=config.global_lr,
+                weight_decay=config.weight_decay,
+                restarts=restarts,
+                divergence_lr_factor=config.divergence_lr_factor,
+            )
+            trainer, best, history = _trainer(
+                config, max_epochs, directory, fingerprint, val_loader
+            )
+            try:
+                _run(trainer, plan, train_loader, val_loader, ckpt_path)
+                break
+            except NonFiniteLossError as error:
+                if plan.restarts >= config.restart_on_divergence:
+                    raise
+                restarts = plan.restarts + 1
+                ckpt_path = directory if directory and io.has_checkpoint(directory) else None
+                if ckpt_path is None:  # diverged before the first checkpoint: start over
+                    module.load_state_dict(initial)
+                    torch.manual_seed(config.seed)
+                where = "the last checkpoint" if ckpt_path else "the initial weights"
+                msg = (
+                    f"{error} Restart {restarts} of {config.restart_on_divergence} from {where} "
+                    f"with learning rates x{config.divergence_lr_factor**restarts:g}."
+                )
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return {
+        "history": history.records,
+        "best_epoch": best.best_epoch,
+        "best_loss": best.best,
+        "divergence_restarts": plan.restarts,
+    }
+
+
+@contextlib.contextmanager
+def _checkpoint_directory(config: TrainConfig) -> Iterator[Path | None]:
+    """The checkpoint directory: the user's, a temporary one for restarts alone, or None."""
+    if config.checkpoint_dir is not None:
+        yield Path(config.checkpoint_dir)
+    elif config.restart_on_divergence:
+        with tempfile.TemporaryDirectory(prefix="samsvae-checkpoint-") as directory:
+            yield Path(directory)
+    else:
+        yield None
+
+
+def _resume_path(directory: Path | None, config: TrainConfig) -> Path | None:
+    """The checkpoint to resume from; refuse to overwrite one unless resuming."""
+    if directory is None or not io.has_checkpoint(directory):
+        return None  # resume=True in a directory without a checkpoint starts the run
+    if not config.resume:
+        msg = (
+            f"checkpoint_dir={str(directory)!r} already holds a training checkpoint; pass "
+            "resume=True to continue that run, or choose another directory."
+        )
+        raise FileExistsError(msg)
+    return directory
+
+
+def _trainer(
+    config: TrainConfig,
+    max_epochs: int,
+    directory: Path | None,
+    fingerprint: dict[str, Any],
+    val_loader: DataLoader | None,
+) -> tuple[L.Trainer, BestWeights, History]:
     monitor = "val_loss" if val_loader is not None else "train_loss"
     best, history = BestWeights(monitor), History()
     callbacks: list[Callback] = [best, history]
     if config.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience))
+    if directory is not None:
+        callbacks.append(EpochCheckpoint(directory, config.checkpoint_every_n_epochs))
     trainer = L.Trainer(
         max_epochs=max_epochs,
         max_steps=config.max_steps if config.max_steps is not None else -1,
@@ -168,12 +398,23 @@ def fit(
         gradient_clip_val=config.gradient_clip_val,
         enable_progress_bar=config.progress_bar,
         callbacks=callbacks,
+        plugins=[SafetensorsCheckpointIO(fingerprint)] if directory is not None else None,
         enable_model_summary=False,
-        enable_checkpointing=False,
+        enable_checkpointing=directory is not None,  # True without EpochCheckpoint adds pickle
         logger=False,
         num_sanity_val_steps=0,
         deterministic=True,
     )
+    return trainer, best, history
+
+
+def _run(
+    trainer: L.Trainer,
+    plan: TrainingPlan,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    ckpt_path: Path | None,
+) -> None:
     with warnings.catch_warnings():
         # Batches are sliced in-process on purpose; workers would only copy CSR rows.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -181,8 +422,12 @@ def fit(
         # Lightning 2.6 still builds torch's deprecated LeafSpec; harmless, fixed upstream.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         with _tf32_matmuls(), reuse_large_allocations():
-            trainer.fit(plan, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    return {"history": history.records, "best_epoch": best.best_epoch, "best_loss": best.best}
+            trainer.fit(
+                plan,
+                train_dataloaders=train_loader,
+                val_dataloaders=val_loader,
+                ckpt_path=ckpt_path,
+            )
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameter numbers
