@@ -107,29 +107,19 @@ def read_model(
         if not path.is_file():
             msg = f"{directory} is not a samsvae model directory: {path.name} is missing."
             raise ModelFileError(msg)
-    metadata = _read_json(meta_path)
-    if metadata.get("format_version") != FORMAT_VERSION:
-        msg = (
-            f"{meta_path} has format_version {metadata.get('format_version')!r} "
-            f"but this samsvae reads version {FORMAT_VERSION}."
-        )
-        raise ModelFileError(msg)
+    metadata = _read_record(meta_path, format_version=FORMAT_VERSION)
     if metadata.get("model_class") != model_class:
         msg = (
             f"{directory} holds a {metadata.get('model_class')!r} model; "
             f"load it with samsvae.{metadata.get('model_class')}.load, not {model_class}.load."
         )
         raise ModelFileError(msg)
-    if _sha256(weights) != metadata.get("weights_sha256"):
-        msg = (
-            f"{weights} does not match the hash recorded in {METADATA_FILE}: the weights were "
-            "modified, truncated or replaced. Refusing to load."
-        )
-        raise ModelFileError(msg)
+    _check_hash(weights, metadata.get("weights_sha256"), recorded_in=meta_path)
     return metadata, _load_tensors(weights)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_record(path: Path, *, format_version: int) -> dict[str, Any]:
+    """The JSON object in ``path``, of the given format version."""
     try:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -138,7 +128,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         msg = f"{path} does not hold a JSON object; the directory is damaged."
         raise ModelFileError(msg)
+    if record.get("format_version") != format_version:
+        msg = (
+            f"{path} has format_version {record.get('format_version')!r} "
+            f"but this samsvae reads version {format_version}."
+        )
+        raise ModelFileError(msg)
     return record
+
+
+def _check_hash(path: Path, expected: object, *, recorded_in: Path) -> None:
+    if _sha256(path) != expected:
+        msg = (
+            f"{path} does not match the hash recorded in {recorded_in.name}: it was "
+            "modified, truncated or replaced. Refusing to load it."
+        )
+        raise ModelFileError(msg)
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -214,24 +219,13 @@ def read_checkpoint(directory: str | Path) -> dict[str, Any]:
     if not manifest.is_file():
         msg = f"{directory} holds no training checkpoint: {CHECKPOINT_FILE} is missing."
         raise ModelFileError(msg)
-    record = _read_json(manifest)
-    if record.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        msg = (
-            f"{manifest} has format_version {record.get('format_version')!r} but this samsvae "
-            f"reads checkpoint version {CHECKPOINT_FORMAT_VERSION}."
-        )
-        raise ModelFileError(msg)
+    record = _read_record(manifest, format_version=CHECKPOINT_FORMAT_VERSION)
     claimed = record.pop("record_sha256", None)
     tensor_path = directory / str(record.get("tensor_file"))
     if claimed != _record_sha256(record) or not tensor_path.is_file():
         msg = f"{manifest} was modified or its tensor file is missing. Refusing to resume from it."
         raise ModelFileError(msg)
-    if _sha256(tensor_path) != record["tensor_sha256"]:
-        msg = (
-            f"{tensor_path} does not match the hash recorded in {CHECKPOINT_FILE}: it was "
-            "modified, truncated or replaced. Refusing to resume from it."
-        )
-        raise ModelFileError(msg)
+    _check_hash(tensor_path, record["tensor_sha256"], recorded_in=manifest)
     return _join_tensors(record["state"], _load_tensors(tensor_path))
 
 
