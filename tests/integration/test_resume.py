@@ -7,6 +7,8 @@ good checkpoint at a lower learning rate.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ import torch
 
 import samsvae
 from samsvae import io
+from samsvae.config import TrainConfig
 from samsvae.inference import training
 from samsvae.inference.training import NonFiniteLossError
 
@@ -249,3 +252,21 @@ def test_divergence_before_any_checkpoint_restarts_from_the_initial_weights(
     with pytest.raises(NonFiniteLossError):
         nan_at_step(1)
         _model(tiny_adata).train(restart_on_divergence=0, **TRAIN)
+
+
+def test_train_takes_every_train_config_option() -> None:
+    parameters = set(inspect.signature(samsvae.SAMSVAE.train).parameters)
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= parameters
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"checkpoint_every_n_epochs": 0}, "checkpoint_every_n_epochs=0 must be an integer >= 1"),
+        ({"restart_on_divergence": -1}, "restart_on_divergence=-1 must be an integer >= 0"),
+        ({"divergence_lr_factor": 1.5}, r"divergence_lr_factor=1.5 must lie in \(0, 1\)"),
+    ],
+)
+def test_bad_checkpoint_and_restart_options_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
