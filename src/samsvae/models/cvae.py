@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from samsvae.config import ConditionalVAEConfig
-from samsvae.models.guides import _normal_log_prob
 from samsvae.models.records import GlobalSample, LocalTerms
-from samsvae.models.sams_vae import SAMSVAEModule, _standard_normal_log_prob
+from samsvae.models.sams_vae import SAMSVAEModule
 from samsvae.nn import BasalEncoder
 
 
@@ -106,13 +105,8 @@ class ConditionalVAEModule(SAMSVAEModule):
             )
         z = loc + scale * basal_noise
         hidden = self._decode(z, condition)
-        log_likelihood = self.likelihood.data_terms(counts) + self.likelihood.mean_terms(
-            hidden, counts, library_size.log()
-        )
-        return LocalTerms(
-            log_likelihood=log_likelihood,
-            log_p_basal=_standard_normal_log_prob(z).sum(-1),
-            log_q_basal=_normal_log_prob(z, loc, scale).sum(-1),
+        return self.score_locals(
+            hidden, counts, library_size, z_basal=z, z_encoded=z, loc=loc, scale=scale
         )
 
     def generate(self, dosage, sample, library_size, *, share_basal=False):  # type: ignore[override]

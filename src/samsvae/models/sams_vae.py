@@ -177,14 +177,30 @@ class SAMSVAEModule(nn.Module):
             basal_noise = torch.randn_like(shift)
         z_basal = loc + scale * basal_noise
         hidden = self.decoder(z_basal + shift)  # (P, B, H): one GEMM over particles x cells
-        log_library = library_size.log()
+        return self.score_locals(
+            hidden, counts, library_size, z_basal=z_basal, z_encoded=z_basal, loc=loc, scale=scale
+        )
+
+    def score_locals(
+        self,
+        hidden: torch.Tensor,
+        counts: torch.Tensor,
+        library_size: torch.Tensor,
+        *,
+        z_basal: torch.Tensor,
+        z_encoded: torch.Tensor,
+        loc: torch.Tensor,
+        scale: torch.Tensor,
+    ) -> LocalTerms:
+        """log p(x | decoder hidden state), log N(z_basal; 0, I), log q(z_encoded) = log N(loc,
+        scale); ``z_encoded`` is the variable the encoder parameterizes (z_basal here)."""
         log_likelihood = self.likelihood.data_terms(counts) + self.likelihood.mean_terms(
-            hidden, counts, log_library
+            hidden, counts, library_size.log()
         )
         return LocalTerms(
             log_likelihood=log_likelihood,
             log_p_basal=_standard_normal_log_prob(z_basal).sum(-1),
-            log_q_basal=_normal_log_prob(z_basal, loc, scale).sum(-1),
+            log_q_basal=_normal_log_prob(z_encoded, loc, scale).sum(-1),
         )
 
     # --- generation ---------------------------------------------------------------------------

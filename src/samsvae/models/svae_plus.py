@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from samsvae.config import SVAEPlusConfig
-from samsvae.models.guides import _MaskGuide, _normal_log_prob
+from samsvae.models.guides import _MaskGuide
 from samsvae.models.records import GlobalSample, LocalTerms
-from samsvae.models.sams_vae import SAMSVAEModule, _standard_normal_log_prob
+from samsvae.models.sams_vae import SAMSVAEModule
 from samsvae.nn import BasalEncoder
 
 
@@ -96,12 +96,13 @@ class SVAEPlusModule(SAMSVAEModule):
         if basal_noise is None:
             basal_noise = torch.randn_like(shift)
         z = loc + scale * basal_noise
-        hidden = self.decoder(z)
-        log_likelihood = self.likelihood.data_terms(counts) + self.likelihood.mean_terms(
-            hidden, counts, library_size.log()
-        )
-        return LocalTerms(
-            log_likelihood=log_likelihood,
-            log_p_basal=_standard_normal_log_prob(z - shift).sum(-1),
-            log_q_basal=_normal_log_prob(z, loc, scale).sum(-1),
+        # log N(z; m * mu, I) = log N(z - m * mu; 0, I)
+        return self.score_locals(
+            self.decoder(z),
+            counts,
+            library_size,
+            z_basal=z - shift,
+            z_encoded=z,
+            loc=loc,
+            scale=scale,
         )
