@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     from matplotlib.axes import Axes
 
@@ -21,9 +23,27 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
 
 
 def mask_heatmap(
-    probabilities: pd.DataFrame, *, ax: Axes | None = None, title: str = "q(mask = 1)"
+    probabilities: pd.DataFrame,
+    *,
+    order: Sequence[str] | None = None,
+    groups: pd.Series | None = None,
+    ax: Axes | None = None,
+    title: str = "q(mask = 1)",
 ) -> Axes:
-    """Heatmap of mask inclusion probabilities, perturbations (rows) x latent dimensions."""
+    """Heatmap of mask inclusion probabilities, perturbations (rows) x latent dimensions.
+
+    Rows follow ``order`` (e.g. the index of ``model.get_perturbation_clusters(...)``), or are
+    sorted by ``groups`` (perturbation -> group label, e.g. pathways or clusters), with lines
+    between groups; by default they keep the order of ``probabilities``.
+    """
+    if order is not None and groups is not None:
+        msg = "Pass at most one of `order` or `groups`."
+        raise ValueError(msg)
+    if groups is not None:
+        group_of = groups.reindex(probabilities.index).astype(str)
+        order = list(group_of.sort_values(kind="stable").index)
+    if order is not None:
+        probabilities = probabilities.loc[list(order)]
     ax = _axes(ax, (6, max(3, 0.12 * probabilities.shape[0])))
     image = ax.imshow(
         probabilities.to_numpy(),
@@ -33,6 +53,10 @@ def mask_heatmap(
         vmax=1,
         interpolation="nearest",
     )
+    if groups is not None:
+        sorted_groups = group_of.loc[probabilities.index].to_numpy()
+        for boundary in np.flatnonzero(sorted_groups[1:] != sorted_groups[:-1]):
+            ax.axhline(boundary + 0.5, color="white", linewidth=0.8)
     ax.set_xlabel("latent dimension")
     ax.set_ylabel("perturbation")
     if probabilities.shape[0] <= 60:
@@ -49,9 +73,14 @@ def ate_scatter(
     ax: Axes | None = None,
     title: str = "average treatment effects",
 ) -> Axes:
-    """Predicted against observed effects (all interventions x genes) with Pearson r annotated."""
+    """Predicted against observed effects (all interventions x genes) with Pearson r annotated.
+
+    Pairs where either value is NaN or infinite are left out of the plot and of r.
+    """
     ax = _axes(ax, (4.5, 4.5))
     x, y = np.ravel(observed), np.ravel(predicted)
+    finite = np.isfinite(x) & np.isfinite(y)  # r and the axes over the pairs with both values
+    x, y = x[finite], y[finite]
     ax.scatter(x, y, s=3, alpha=0.4, linewidths=0)
     low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
     ax.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
