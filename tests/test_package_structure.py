@@ -58,3 +58,10 @@ def test_every_public_name_has_a_docstring(package: str) -> None:
         obj = getattr(module, name)
         if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj):
             assert inspect.getdoc(obj), f"{package}.{name} has no docstring"
+
+
+def test_importing_samsvae_does_not_import_scanpy() -> None:
+    # pl.latent_umap imports scanpy inside the function: the figures stay cheap to import.
+    code = "import sys, samsvae, samsvae.pl; print('scanpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
