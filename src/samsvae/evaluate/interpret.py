@@ -16,7 +16,6 @@ r"""Interpretation of a fitted model: what the global variables say about the pe
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -30,7 +29,12 @@ from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import false_discovery_control, hypergeom
 
-from samsvae.evaluate.ate import PERTURBSEQ_SCALE, ATEMethod, transform
+from samsvae.evaluate.ate import (
+    PERTURBSEQ_SCALE,
+    ATEMethod,
+    model_average_treatment_effect_draws,
+    transform,
+)
 from samsvae.models.cpa_vae import UnmaskedGuide
 from samsvae.models.guides import MeanFieldGuide, mean_field_embedding_distribution
 
@@ -40,7 +44,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from samsvae.models import SAMSVAEModule
-    from samsvae.models.records import GlobalSample
 
 SimilarityMetric = Literal["cosine", "jaccard"]
 SIMILARITY_METRICS = ("cosine", "jaccard")
@@ -436,16 +439,6 @@ def data_genetic_interactions(
     return _summarise_draws(list(combinations), gi(means), gi(replicates), level)
 
 
-def _repeat_particles(sample: GlobalSample, n_repeats: int) -> GlobalSample:
-    """Each global draw repeated ``n_repeats`` times along the particle axis."""
-    repeated = {
-        field.name: value.repeat_interleave(n_repeats, dim=0)
-        for field in dataclasses.fields(sample)
-        if field.name != "index" and isinstance(value := getattr(sample, field.name), torch.Tensor)
-    }
-    return dataclasses.replace(sample, **repeated)
-
-
 @torch.no_grad()
 def model_genetic_interactions(
     module: SAMSVAEModule,
@@ -459,31 +452,24 @@ def model_genetic_interactions(
     n_basal: int = 100,
     library_size: float = PERTURBSEQ_SCALE,
     level: float = 0.9,
-    max_chunk_elements: int = 20_000_000,
 ) -> InteractionScores:
     """Model GI of each combination with posterior uncertainty.
 
     Dosage rows are (n_combinations, n_perturbations) for A+B, A and B. For each of
-    ``n_posterior_samples`` draws of the globals from q, the ATEs given those globals are
-    estimated from ``n_basal`` basal draws z_b ~ p shared by the control and every row (common
-    random numbers), sampled counts at ``library_size`` and g; GI is formed per draw. ``score``
-    is the mean over draws, the interval their quantiles (posterior plus Monte-Carlo spread).
+    ``n_posterior_samples`` draws of the globals from q, the ATEs given those globals come from
+    ``n_basal`` basal draws shared by the control and every row (``ate``'s
+    ``model_average_treatment_effect_draws``), and GI is formed per draw. ``score`` is the mean
+    over draws, the interval their quantiles (posterior plus Monte-Carlo spread).
     """
-    n_combinations = combination_dosage.shape[0]
-    dosage = torch.cat([first_dosage, second_dosage, combination_dosage])
-    index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
-    device = next(module.parameters()).device
-    rows = torch.cat([torch.zeros(1, len(index), dtype=dosage.dtype), dosage[:, index]])
-    rows = rows.to(device)  # (1 + 3C, len(index)): control, A, B, A+B
-    per_draw = n_basal * rows.shape[0] * module.n_genes
-    chunk = max(1, min(n_posterior_samples, max_chunk_elements // per_draw))
-    draws = []
-    for start in range(0, n_posterior_samples, chunk):
-        n = min(chunk, n_posterior_samples - start)
-        sample = _repeat_particles(module.sample_globals(index.to(device), n), n_basal)
-        x = module.generate(rows, sample, library_size, share_basal=True)  # (n * n_basal, R, G)
-        g = transform(x, method).double().reshape(n, n_basal, *x.shape[1:]).mean(1).cpu()
-        control, first, second, combination = g[:, :1], *g[:, 1:].split(n_combinations, dim=1)
-        draws.append(interaction_scores(combination - control, first - control, second - control))
-    stacked = np.concatenate(draws)  # (n_posterior_samples, C, G)
-    return _summarise_draws(combinations, stacked.mean(0), stacked, level)
+    draws = model_average_treatment_effect_draws(
+        module,
+        torch.cat([first_dosage, second_dosage, combination_dosage]),
+        method=method,
+        n_global_samples=n_posterior_samples,
+        n_samples_per_global=n_basal,
+        library_size=library_size,
+        share_basal=True,
+    )  # (n_posterior_samples, 3 * n_combinations, n_genes)
+    first, second, combination = np.split(draws.double().numpy(), 3, axis=1)
+    scores = interaction_scores(combination, first, second)
+    return _summarise_draws(combinations, scores.mean(0), scores, level)
