@@ -105,6 +105,29 @@ def evaluate(run_dir: Path) -> None:
 
 
 @main.command()
+@click.argument("config", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder (default: runs/<CONFIG file name without suffix>).",
+)
+def train(config: Path, out: Path | None) -> None:
+    """Run the experiment of a YAML CONFIG: dataset, preprocessing, task split, model, training."""
+    from samsvae.experiment import read_config, run_experiment
+
+    try:
+        read_config(config)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="CONFIG") from error
+    out = out if out is not None else Path("runs") / config.stem
+    metrics = run_experiment(config, out)
+    for key, value in metrics.items():
+        click.echo(f"{key}: {value}")
+    click.echo(f"\nWrote {out}/config.yaml, split.json, model/ and metrics.json")
+
+
+@main.command()
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--n-perturbations", type=int, default=50, show_default=True)
 @click.option("--n-combinations", type=int, default=30, show_default=True)

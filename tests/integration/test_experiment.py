@@ -1,0 +1,79 @@
+"""`samsvae train CONFIG.yaml`: a config-file experiment writes a complete run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import samsvae
+from samsvae.cli import main
+from samsvae.data import Split
+from samsvae.experiment import read_config
+
+CONFIG = {
+    "dataset": {
+        "name": "simulate",
+        "n_perturbations": 5,
+        "n_combinations": 4,
+        "n_genes": 12,
+        "n_latent": 2,
+        "n_cells_per_perturbation": 15,
+        "n_cells_per_combination": 15,
+        "n_control_cells": 30,
+        "seed": 0,
+    },
+    "preprocess": {"min_cells": 1},
+    "task": {"name": "norman_ood", "seed": 0, "fraction": 0.5},
+    "model": {"name": "SAMSVAE", "n_latent": 2, "n_hidden": 8, "n_particles": 1},
+    "train": {"max_steps": 2, "progress_bar": False},
+    "evaluate": {"iwelbo_particles": 2},
+}
+
+
+def _write(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_train_runs_a_config_and_writes_a_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(_write(tmp_path, CONFIG)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(metrics["test_iwelbo"]) and metrics["task"] == "norman_ood"
+    split = Split.load(out / "split.json")
+    assert metrics["n_train"] == len(split.train)
+    assert yaml.safe_load((out / "config.yaml").read_text())["task"] == CONFIG["task"]
+    assert samsvae.SAMSVAE.load(out / "model").design.n_perturbations == 5
+
+
+def test_the_shipped_configs_are_valid() -> None:
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        read_config(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "message"),
+    [
+        ("model", {"n_latnt": 2}, "n_latnt"),
+        ("train", {"train_indices": [0]}, "train_indices"),
+        ("task", {"name": "norman_odd"}, "norman_odd"),
+        ("dataset", {"name": "nope"}, "nope"),
+    ],
+)
+def test_a_config_with_an_unknown_option_is_refused_before_running(
+    tmp_path: Path, section: str, change: dict, message: str
+) -> None:
+    config = {**CONFIG, section: {**CONFIG[section], **change}}
+    with pytest.raises(ValueError, match=message):
+        read_config(_write(tmp_path, config))
+    result = CliRunner().invoke(main, ["train", str(_write(tmp_path, config))])
+    assert result.exit_code == 2 and message in result.output
