@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
+from tqdm.auto import tqdm
 
 CACHE_ENV = "SAMSVAE_DATA_DIR"
 _CHUNK_BYTES = 1 << 20
+_TIMEOUT_S = 60  # seconds without data before a download fails
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,20 @@ def _download(remote: RemoteFile, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     try:
-        with urllib.request.urlopen(remote.url) as response, partial.open("wb") as out:
-            shutil.copyfileobj(response, out, _CHUNK_BYTES)
+        with (
+            urllib.request.urlopen(remote.url, timeout=_TIMEOUT_S) as response,
+            partial.open("wb") as out,
+            tqdm(
+                total=int(response.headers.get("Content-Length") or 0) or None,
+                unit="B",
+                unit_scale=True,
+                desc=f"Downloading {target.name}",
+                disable=None,  # shown on a terminal only
+            ) as progress,
+        ):
+            while chunk := response.read(_CHUNK_BYTES):
+                out.write(chunk)
+                progress.update(len(chunk))
     except (urllib.error.URLError, OSError) as error:
         partial.unlink(missing_ok=True)
         msg = (
