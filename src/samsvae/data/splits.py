@@ -287,9 +287,9 @@ def norman_ood_split(
     is_test = np.isin(cells.labels, test_combinations) & (cells.part == 2)
     parameters = {
         **_label_parameters(perturbation_key, control, combination_delimiter, dosage_encoding),
-        "fraction": fraction,
-        "held_out_fraction": held_out_fraction,
-        "validation_fraction": validation_fraction,
+        "fraction": float(fraction),
+        "held_out_fraction": float(held_out_fraction),
+        "validation_fraction": float(validation_fraction),
         "test_combinations": sorted(test_combinations),
     }
     return _make_split(
@@ -344,8 +344,8 @@ def norman_data_efficiency_split(
     kept = ~cells.is_combination | (cells.rank < np.floor(_round_share(fraction) * n_train))
     parameters = {
         **_label_parameters(perturbation_key, control, combination_delimiter, dosage_encoding),
-        "fraction": fraction,
-        "validation_fraction": validation_fraction,
+        "fraction": float(fraction),
+        "validation_fraction": float(validation_fraction),
     }
     return _make_split(
         "norman_data_efficiency", adata, parameters, seed, kept & (cells.part == 0),
@@ -489,5 +489,5 @@ def _make_split(
 ) -> Split:
     train, validation, test = (np.flatnonzero(mask).astype(np.int64) for mask in masks)
     return Split(
-        task, parameters, seed, adata.n_obs, _obs_names_sha256(adata), train, validation, test
+        task, parameters, int(seed), adata.n_obs, _obs_names_sha256(adata), train, validation, test
     )

@@ -122,7 +122,7 @@ def test_random_split_is_a_64_16_20_partition(tiny_adata: ad.AnnData) -> None:
 
 
 def test_a_saved_split_loads_back_exactly(norman: ad.AnnData, tmp_path: Path) -> None:
-    split = norman_ood_split(norman, fraction=0.25, seed=2)
+    split = norman_ood_split(norman, fraction=np.float32(0.25), seed=np.int64(2))  # type: ignore[arg-type]
     split.save(tmp_path / "split.json")
     loaded = Split.load(tmp_path / "split.json")
     assert (loaded.task, loaded.parameters, loaded.seed) == ("norman_ood", split.parameters, 2)
