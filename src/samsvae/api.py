@@ -29,9 +29,8 @@ from samsvae.data import (
     DeviceBatches,
     PerturbationDesign,
     fits_on_device,
-    gene_statistics,
-    library_sizes,
     make_loader,
+    streaming,
     train_validation_split,
     validate,
     vocabulary_from_labels,
@@ -84,6 +83,13 @@ def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
     if not wants_gpu or config.devices not in ("auto", 1, "1"):
         return None
     return torch.device("cuda", torch.cuda.current_device())
+
+
+def _is_distributed(config: TrainConfig) -> bool:
+    """Whether training may run on several processes (data parallelism)."""
+    return (
+        config.strategy != "auto" or config.num_nodes > 1 or config.devices not in ("auto", 1, "1")
+    )
 
 
 class PerturbationModel:
@@ -217,15 +223,20 @@ class PerturbationModel:
         )
 
     # --- data access --------------------------------------------------------------------------
-    def _expression(self, adata: ad.AnnData) -> sp.csr_matrix | np.ndarray:
-        layer = self.design.layer
-        return as_csr_or_dense(adata.X if layer is None else adata.layers[layer])
+    def _expression(self, adata: ad.AnnData) -> Any:
+        """The counts: a CSR matrix or ndarray, or the on-disk array of a backed AnnData."""
+        matrix = adata.X if self.design.layer is None else adata.layers[self.design.layer]
+        return matrix if streaming.is_on_disk(matrix) else as_csr_or_dense(matrix)
 
     def _check_expression(self, adata: ad.AnnData) -> None:
         where = "adata.X" if self.design.layer is None else f"adata.layers[{self.design.layer!r}]"
-        validate.check_expression(
-            self._expression(adata), counts=self.config.likelihood != "normal", where=where
-        )
+        counts, matrix = self.config.likelihood != "normal", self._expression(adata)
+        if streaming.is_on_disk(matrix):
+            streaming.check_on_disk(
+                matrix, lambda chunk: validate.check_expression(chunk, counts=counts, where=where)
+            )
+        else:
+            validate.check_expression(matrix, counts=counts, where=where)
 
     def _dosage(self, adata: ad.AnnData) -> sp.csr_matrix:
         if self.design.dosage_key is not None:
@@ -239,7 +250,9 @@ class PerturbationModel:
         validate.check_perturbation_requests(np.unique(labels), self.design)
         return self.design.encode(labels)
 
-    def _dataset(self, adata: ad.AnnData | None) -> tuple[ad.AnnData, CellDataset]:
+    def _dataset(
+        self, adata: ad.AnnData | None
+    ) -> tuple[ad.AnnData, CellDataset | streaming.DiskCellDataset]:
         if adata is None:
             if self.adata is None:
                 msg = "This model was loaded without data; pass adata."
@@ -249,7 +262,10 @@ class PerturbationModel:
             validate.check_anndata(adata)
             validate.check_genes_match(adata, self.design)
             self._check_expression(adata)
-        return adata, CellDataset(self._expression(adata), self._dosage(adata))
+        expression = self._expression(adata)
+        if streaming.is_on_disk(expression):
+            return adata, streaming.DiskCellDataset(expression, self._dosage(adata))
+        return adata, CellDataset(expression, self._dosage(adata))
 
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
@@ -271,6 +287,8 @@ class PerturbationModel:
         gradient_clip_val: float | None = None,
         accelerator: str = "auto",
         devices: int | str = "auto",
+        strategy: str = "auto",
+        num_nodes: int = 1,
         progress_bar: bool = True,
         train_indices: Sequence[int] | np.ndarray | None = None,
         validation_indices: Sequence[int] | np.ndarray | None = None,
@@ -297,6 +315,13 @@ class PerturbationModel:
         ``restart_on_divergence`` allows that many restarts from the last checkpoint when the loss
         becomes NaN/inf, each multiplying the learning rates by ``divergence_lr_factor``; with
         0 training stops with :class:`~samsvae.inference.training.NonFiniteLossError`.
+
+        An AnnData opened in backed mode (or by :func:`samsvae.data.streaming.read_backed`) is
+        trained out of core: blocks of rows are read, shuffled within a window, and batched.
+        ``strategy="ddp"`` with ``devices`` and ``num_nodes`` trains data-parallel through
+        Lightning: ``batch_size`` stays the global batch, each rank takes a disjoint part of it,
+        n_t are global counts, and the result matches one process up to rounding (see
+        ``docs/distributed.md`` for torchrun and SLURM launches).
         """
         config = TrainConfig(
             max_epochs=max_epochs,
@@ -312,6 +337,8 @@ class PerturbationModel:
             gradient_clip_val=gradient_clip_val,
             accelerator=accelerator,
             devices=devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
             progress_bar=progress_bar,
             checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
             checkpoint_every_n_epochs=checkpoint_every_n_epochs,
@@ -353,11 +380,26 @@ class PerturbationModel:
 
     @staticmethod
     def _loaders(
-        dataset: CellDataset, train_rows: np.ndarray, val_rows: np.ndarray, config: TrainConfig
+        dataset: CellDataset | streaming.DiskCellDataset,
+        train_rows: np.ndarray,
+        val_rows: np.ndarray,
+        config: TrainConfig,
     ) -> tuple[Any, Any]:
-        """Device-resident batches on one GPU when the data fit, else CSR slicing on the host."""
+        """Device-resident batches on one GPU when the data fit, else CSR slicing on the host;
+        streamed blocks for on-disk data; global batches cut per rank under data parallelism."""
         device = _single_accelerator_device(config)
-        if device is not None and fits_on_device(dataset, dataset.expression.shape[0], device):
+        if isinstance(dataset, streaming.DiskCellDataset) or _is_distributed(config):
+            sharded = (
+                streaming.StreamingBatches
+                if isinstance(dataset, streaming.DiskCellDataset)
+                else streaming.ShardedBatches
+            )
+
+            def loader(rows: np.ndarray, shuffle: bool) -> Any:
+                return sharded(
+                    dataset, rows, batch_size=config.batch_size, shuffle=shuffle, seed=config.seed
+                )
+        elif device is not None and fits_on_device(dataset, dataset.expression.shape[0], device):
 
             def loader(rows: np.ndarray, shuffle: bool) -> DeviceBatches:
                 return DeviceBatches(
@@ -387,17 +429,16 @@ class PerturbationModel:
             "train_and_validation_cells": _digest(cells.tobytes()),
         }
 
-    def _set_training_statistics(self, dataset: CellDataset, rows: np.ndarray) -> None:
-        mean, scale = gene_statistics(
-            dataset.expression, rows, log1p=self.config.likelihood != "normal"
-        )
-        n_t = np.asarray((dataset.dosage[rows] != 0).sum(0)).ravel()
-        median_library = float(np.median(library_sizes(dataset.expression[rows])))
+    def _set_training_statistics(
+        self, dataset: CellDataset | streaming.DiskCellDataset, rows: np.ndarray
+    ) -> None:
+        stats = dataset.training_statistics(rows, log1p=self.config.likelihood != "normal")
         module = self.module
-        module.gene_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        module.gene_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
-        module.n_cells_per_perturbation.copy_(torch.as_tensor(n_t, dtype=torch.float32))
-        module.reference_library_size.fill_(max(median_library, 1.0))
+        module.gene_mean.copy_(torch.as_tensor(stats.gene_mean, dtype=torch.float32))
+        module.gene_scale.copy_(torch.as_tensor(stats.gene_scale, dtype=torch.float32))
+        n_t = torch.as_tensor(stats.n_cells_per_perturbation, dtype=torch.float32)
+        module.n_cells_per_perturbation.copy_(n_t)
+        module.reference_library_size.fill_(max(stats.median_library_size, 1.0))
 
     # --- getters ------------------------------------------------------------------------------
     def get_mask_probabilities(self) -> pd.DataFrame:

@@ -160,6 +160,8 @@ class TrainConfig:
     gradient_clip_val: float | None = None
     accelerator: str = "auto"
     devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
     progress_bar: bool = True
     checkpoint_dir: str | None = None
     checkpoint_every_n_epochs: int = 1
@@ -184,6 +186,7 @@ class TrainConfig:
             if value is not None:
                 _check_positive_int(name, value)
         _check_positive_int("batch_size", self.batch_size)
+        _check_positive_int("num_nodes", self.num_nodes)
         _check_positive_int("early_stopping_patience", self.early_stopping_patience)
         _check_positive("lr", self.lr)
         if self.global_lr is not None:

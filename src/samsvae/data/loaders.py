@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,6 +30,27 @@ def library_sizes(matrix: sp.csr_matrix | np.ndarray) -> np.ndarray:
     return np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
 
 
+def gene_moments(
+    chunk: sp.csr_matrix | np.ndarray, *, log1p: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene sum and sum of squares of (log1p of) the rows of ``chunk``, float64."""
+    if sp.issparse(chunk):
+        chunk = chunk.copy()
+        chunk.data = np.log1p(chunk.data) if log1p else chunk.data.astype(np.float64)
+        return np.asarray(chunk.sum(0)).ravel(), np.asarray(chunk.multiply(chunk).sum(0)).ravel()
+    values = np.log1p(chunk) if log1p else chunk.astype(np.float64)
+    return values.sum(0), (values**2).sum(0)
+
+
+def moments_to_statistics(
+    total: np.ndarray, total_sq: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and standard deviation from sums over ``n_rows`` rows."""
+    mean = total / max(n_rows, 1)
+    var = np.maximum(total_sq / max(n_rows, 1) - mean**2, 0.0)
+    return mean, np.sqrt(var)
+
+
 def gene_statistics(
     matrix: sp.csr_matrix | np.ndarray, rows: np.ndarray, *, log1p: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -36,19 +58,21 @@ def gene_statistics(
     total = np.zeros(matrix.shape[1])
     total_sq = np.zeros(matrix.shape[1])
     for start in range(0, len(rows), _CHUNK_ROWS):
-        chunk = matrix[rows[start : start + _CHUNK_ROWS]]
-        if sp.issparse(chunk):
-            chunk = chunk.copy()
-            chunk.data = np.log1p(chunk.data) if log1p else chunk.data.astype(np.float64)
-            total += np.asarray(chunk.sum(0)).ravel()
-            total_sq += np.asarray(chunk.multiply(chunk).sum(0)).ravel()
-        else:
-            values = np.log1p(chunk) if log1p else chunk.astype(np.float64)
-            total += values.sum(0)
-            total_sq += (values**2).sum(0)
-    mean = total / max(len(rows), 1)
-    var = np.maximum(total_sq / max(len(rows), 1) - mean**2, 0.0)
-    return mean, np.sqrt(var)
+        chunk_sum, chunk_sq = gene_moments(matrix[rows[start : start + _CHUNK_ROWS]], log1p=log1p)
+        total += chunk_sum
+        total_sq += chunk_sq
+    return moments_to_statistics(total, total_sq, len(rows))
+
+
+@dataclass(frozen=True)
+class TrainingStatistics:
+    """What training takes from its cells: per-gene mean and scale of the normalised input
+    (n_genes,), the plate sizes n_t (n_perturbations,) and the median library size."""
+
+    gene_mean: np.ndarray
+    gene_scale: np.ndarray
+    n_cells_per_perturbation: np.ndarray
+    median_library_size: float
 
 
 class CellDataset(Dataset):
@@ -74,6 +98,16 @@ class CellDataset(Dataset):
             perturbation_index=torch.from_numpy(present.astype(np.int64)),
             library_size=torch.from_numpy(self.library_size[rows]),
             index=torch.from_numpy(rows.astype(np.int64)),
+        )
+
+    def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
+        """Per-gene moments, n_t and median library size of ``rows``."""
+        mean, scale = gene_statistics(self.expression, rows, log1p=log1p)
+        return TrainingStatistics(
+            gene_mean=mean,
+            gene_scale=scale,
+            n_cells_per_perturbation=np.asarray((self.dosage[rows] != 0).sum(0)).ravel(),
+            median_library_size=float(np.median(library_sizes(self.expression[rows]))),
         )
 
 

@@ -10,6 +10,11 @@ cells with c_t carriers of t contributes  sum_{i in batch} local_i + sum_t (c_t 
 and (1/B) times that is an unbiased estimate of L/N. Only perturbations present in the batch
 (c_t > 0) are touched. Each of P particles draws its own (E, M, z^b); the loss averages particles.
 
+Data parallelism: each rank holds a part of the global batch, draws the globals of all the
+global batch's perturbations and the z^b noise of the whole global batch from the same RNG
+state, and keeps its cells' share; with n_t the global counts, the ranks' scaled losses average
+to the single-process loss (:func:`gradient_weight`).
+
 Predictive IWELBO (DESIGN.md §5): with P global draws shared by all cells and particle p of each
 cell's z^b paired with global draw p,  IWELBO_i = logsumexp_p w_ip - log P, where
 w_ip = log p(x_i|z_ip) + log p(z^b_ip) - log q(z^b_ip|.). Globals are not scored.
@@ -62,7 +67,11 @@ def plated_elbo_sum(
 def minibatch_elbo(module: SAMSVAEModule, batch: Batch, n_particles: int) -> LossTerms:
     """Draw P particles for ``batch`` and return the negative ELBO per cell as ``loss``."""
     sample = module.sample_globals(batch.perturbation_index, n_particles)
-    local = module.local_terms(batch.counts, batch.dosage, batch.library_size, sample)
+    if batch.shard is None:
+        local = module.local_terms(batch.counts, batch.dosage, batch.library_size, sample)
+    else:
+        noise = _shard_basal_noise(batch, n_particles, module.config.n_latent)
+        local = module.local_terms(batch.counts, batch.dosage, batch.library_size, sample, noise)
     global_log_weight = module.global_log_prior(sample) - sample.log_q
     cells_with = (batch.dosage != 0).sum(0).to(local.log_weight.dtype)
     n_t = module.n_cells_per_perturbation[batch.perturbation_index]
@@ -75,6 +84,31 @@ def minibatch_elbo(module: SAMSVAEModule, batch: Batch, n_particles: int) -> Los
         global_=global_part,
         log_likelihood=local.log_likelihood.sum(-1).mean() / n_cells,
     )
+
+
+def _shard_basal_noise(batch: Batch, n_particles: int, n_latent: int) -> torch.Tensor:
+    """This rank's rows of the z_basal noise a single process draws for the global batch.
+
+    Every rank draws the (P, total, K) noise of the whole global batch from the same RNG state
+    and keeps its rows, so the union over ranks is the single-process draw. Returns
+    (n_particles, n_cells, n_latent).
+    """
+    shard, n_cells = batch.shard, batch.counts.shape[0]
+    shape = (n_particles, shard.total, n_latent)  # (P, B_global, K)
+    noise = torch.randn(shape, dtype=batch.counts.dtype, device=batch.counts.device)
+    return noise[:, shard.offset : shard.offset + n_cells]
+
+
+def gradient_weight(batch: Batch, world_size: int) -> float:
+    """Factor turning a rank's per-cell loss into its share of the global-batch mean.
+
+    DDP averages gradients over ranks, so rank r's loss (a mean over its n_r cells) must be
+    scaled by world_size * n_r / B for the average to equal the single-process gradient of the
+    mean over all B cells of the global batch.
+    """
+    if batch.shard is None:
+        return 1.0
+    return world_size * batch.counts.shape[0] / batch.shard.total
 
 
 def iwelbo(log_weight: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from samsvae import io
-from samsvae.inference.objectives import LossTerms, minibatch_elbo
+from samsvae.inference.objectives import LossTerms, gradient_weight, minibatch_elbo
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -91,7 +91,9 @@ class TrainingPlan(L.LightningModule):
         terms = minibatch_elbo(self.module, batch, self.n_particles)
         _check_finite(terms, self.global_step)
         self._log_loss("train_loss", terms, batch)
-        return terms.loss
+        if batch.shard is None:
+            return terms.loss
+        return terms.loss * gradient_weight(batch, self.trainer.world_size)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._log_loss("val_loss", minibatch_elbo(self.module, batch, self.n_particles), batch)
@@ -104,6 +106,7 @@ class TrainingPlan(L.LightningModule):
             on_epoch=True,
             batch_size=batch.counts.shape[0],
             prog_bar=True,
+            sync_dist=batch.shard is not None,  # ranks agree on the best epoch
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -395,6 +398,9 @@ def _trainer(
         max_steps=config.max_steps if config.max_steps is not None else -1,
         accelerator=config.accelerator,
         devices=config.devices,
+        strategy=config.strategy,
+        num_nodes=config.num_nodes,
+        use_distributed_sampler=False,  # loaders shard each global batch themselves
         gradient_clip_val=config.gradient_clip_val,
         enable_progress_bar=config.progress_bar,
         callbacks=callbacks,

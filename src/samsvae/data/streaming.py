@@ -1,0 +1,313 @@
+"""Out-of-core and data-parallel minibatches: matrices read from disk in blocks, batches sharded.
+
+Out of core: an AnnData opened in backed mode (``anndata.read_h5ad(path, backed="r")``) or a zarr
+store opened by :func:`read_backed` keeps its counts on disk. :class:`DiskCellDataset` reads
+contiguous row ranges only; :class:`StreamingBatches` shuffles the order of blocks of rows, reads
+``window_blocks`` blocks at a time and shuffles the rows within that window, so memory is bounded
+by one window whatever the number of cells.
+
+Data parallel: with ``torch.distributed`` initialised (Lightning's DDP), every rank walks the same
+global batches and keeps a disjoint, contiguous part of each; the batch records its place in the
+global batch (:class:`~samsvae.data.batch.Shard`) so the objective can draw the same noise as a
+single process would (see :func:`samsvae.inference.objectives.minibatch_elbo`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anndata as ad
+import h5py
+import numpy as np
+import scipy.sparse as sp
+import torch
+import zarr
+from anndata.abc import CSCDataset, CSRDataset
+
+from samsvae.data.batch import Batch, Shard
+from samsvae.data.loaders import (
+    EpochBatches,
+    TrainingStatistics,
+    gene_moments,
+    library_sizes,
+    moments_to_statistics,
+)
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterator
+
+    from samsvae.data.loaders import CellDataset
+
+__all__ = [
+    "DiskCellDataset",
+    "ShardedBatches",
+    "StreamingBatches",
+    "check_on_disk",
+    "is_on_disk",
+    "read_backed",
+]
+
+_CHUNK_ROWS = 10_000
+
+
+def read_backed(path: str | os.PathLike[str]) -> ad.AnnData:
+    """Open an ``.h5ad`` file or a zarr store with its counts left on disk.
+
+    ``.h5ad`` opens in anndata's backed mode (read only); a zarr store keeps ``X`` as anndata's
+    lazy sparse dataset (``anndata.io.sparse_dataset``) with ``obs`` and ``var`` in memory. Pass
+    the result to ``setup_anndata``; training and evaluation then stream the rows.
+    """
+    path = Path(path)
+    if path.suffix == ".h5ad" or h5py.is_hdf5(path):
+        return ad.read_h5ad(path, backed="r")
+    group = zarr.open_group(path, mode="r")
+    matrix = group["X"]
+    x = ad.io.sparse_dataset(matrix) if isinstance(matrix, zarr.Group) else matrix
+    obs, var = ad.io.read_elem(group["obs"]), ad.io.read_elem(group["var"])
+    return ad.AnnData(X=x, obs=obs, var=var)
+
+
+def is_on_disk(matrix: object) -> bool:
+    """Whether ``matrix`` is a backed (h5py / zarr) array or sparse dataset, not in memory."""
+    return isinstance(matrix, CSRDataset | CSCDataset | h5py.Dataset | zarr.Array)
+
+
+def check_on_disk(matrix: object, check: Callable[[Any], None]) -> None:
+    """Run ``check`` on every row chunk of an on-disk ``matrix``; refuse CSC storage."""
+    if isinstance(matrix, CSCDataset):
+        msg = (
+            "The on-disk counts are stored CSC (column-major), which cannot be read by rows; "
+            "rewrite them as CSR, e.g. adata.X = adata.X.tocsr() before write_h5ad."
+        )
+        raise ValueError(msg)
+    for start in range(0, matrix.shape[0], _CHUNK_ROWS):
+        check(matrix[start : start + _CHUNK_ROWS])
+
+
+def _as_rows(chunk: Any) -> sp.csr_matrix | np.ndarray:
+    return chunk if sp.issparse(chunk) else np.asarray(chunk)
+
+
+def shard_bounds(n_cells: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Positions ``[start, stop)`` of ``rank``'s part of a batch of ``n_cells`` cells."""
+    return rank * n_cells // world_size, (rank + 1) * n_cells // world_size
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def make_batch(
+    counts: sp.csr_matrix | np.ndarray,
+    dosage: sp.csr_matrix,
+    library_size: np.ndarray,
+    rows: np.ndarray,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Batch:
+    """A Batch of ``rank``'s part of a global batch (all arguments are of the global batch).
+
+    ``perturbation_index`` lists the perturbations of the *global* batch, so every rank draws
+    the same global variables as a single process would.
+    """
+    present = np.unique(dosage.indices)  # perturbations carried by some cell of the batch
+    shard = None
+    if world_size > 1:
+        start, stop = shard_bounds(len(rows), rank, world_size)
+        shard = Shard(offset=start, total=len(rows))
+        counts, dosage = counts[start:stop], dosage[start:stop]
+        library_size, rows = library_size[start:stop], rows[start:stop]
+    counts = counts.toarray() if sp.issparse(counts) else counts
+    return Batch(
+        counts=torch.from_numpy(np.asarray(counts, dtype=np.float32)),
+        dosage=torch.from_numpy(dosage[:, present].toarray()),
+        perturbation_index=torch.from_numpy(present.astype(np.int64)),
+        library_size=torch.from_numpy(library_size.astype(np.float32)),
+        index=torch.from_numpy(rows.astype(np.int64)),
+        shard=shard,
+    )
+
+
+def _clamped_library(counts: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    """Library sizes as :class:`~samsvae.data.loaders.CellDataset` stores them."""
+    return np.maximum(library_sizes(counts), 1.0).astype(np.float32)
+
+
+class DiskCellDataset:
+    """Rows of an on-disk expression matrix with their (in-memory) dosage.
+
+    ``dataset[rows]`` reads the span ``min(rows)..max(rows)`` with one contiguous read (rows of
+    an evaluation pass are consecutive) and returns a Batch; nothing is ever densified beyond a
+    batch or a read chunk.
+    """
+
+    def __init__(
+        self, expression: Any, dosage: sp.csr_matrix, *, chunk_rows: int = _CHUNK_ROWS
+    ) -> None:
+        self.expression = expression
+        self.dosage = dosage
+        self.chunk_rows = chunk_rows
+
+    def __len__(self) -> int:
+        return self.expression.shape[0]
+
+    def read(self, start: int, stop: int) -> sp.csr_matrix | np.ndarray:
+        """Rows ``start..stop-1`` (one contiguous read)."""
+        return _as_rows(self.expression[start:stop])
+
+    def __getitem__(self, rows: list[int] | np.ndarray) -> Batch:
+        rows = np.asarray(rows)
+        first = int(rows.min())
+        counts = self.read(first, int(rows.max()) + 1)[rows - first]
+        return make_batch(counts, self.dosage[rows], _clamped_library(counts), rows)
+
+    def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
+        """Per-gene moments, median library size and n_t of ``rows``, in one pass over the file."""
+        selected = np.zeros(len(self), dtype=bool)
+        selected[rows] = True
+        total = total_sq = np.zeros(self.expression.shape[1])
+        libraries = []
+        for start in range(0, len(self), self.chunk_rows):
+            keep = selected[start : start + self.chunk_rows]
+            chunk = self.read(start, start + len(keep))[keep]
+            chunk_sum, chunk_sq = gene_moments(chunk, log1p=log1p)
+            total, total_sq = total + chunk_sum, total_sq + chunk_sq
+            libraries.append(library_sizes(chunk))
+        mean, scale = moments_to_statistics(total, total_sq, len(rows))
+        return TrainingStatistics(
+            gene_mean=mean,
+            gene_scale=scale,
+            n_cells_per_perturbation=np.asarray((self.dosage[rows] != 0).sum(0)).ravel(),
+            median_library_size=float(np.median(np.concatenate(libraries))),
+        )
+
+
+class ShardedBatches:
+    """The batches of :func:`~samsvae.data.loaders.make_loader` (same seed, same epochs), each
+    cut into one part per data-parallel rank; this rank's parts are yielded.
+
+    With one process it yields exactly ``make_loader``'s batches. A last global batch with fewer
+    cells than ranks is dropped (each rank must take a step).
+    """
+
+    batch_sampler = None  # read by Lightning, which calls sampler.set_epoch
+    def __init__(
+        self, dataset: CellDataset, rows: np.ndarray, *, batch_size: int, shuffle: bool, seed: int
+    ) -> None:
+        self.dataset, self.rows, self.batch_size = dataset, np.asarray(rows), batch_size
+        self.sampler = EpochBatches(
+            len(self.rows), batch_size=batch_size, shuffle=shuffle, seed=seed
+        )
+
+    def __len__(self) -> int:
+        return _n_batches(len(self.rows), self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        rank, world_size = _rank_and_world()
+        order = self.rows[self.sampler.order().numpy()]
+        data = self.dataset
+        n_batches = _n_batches(len(order), self.batch_size, world_size)
+        for start in range(0, n_batches * self.batch_size, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            yield make_batch(
+                data.expression[rows],
+                data.dosage[rows],
+                data.library_size[rows],
+                rows,
+                rank=rank,
+                world_size=world_size,
+            )
+
+
+def _n_batches(n_cells: int, batch_size: int, world_size: int = 1) -> int:
+    """Global batches per epoch; a last one with fewer cells than ranks is dropped."""
+    n_full, rest = divmod(n_cells, batch_size)
+    return n_full + (rest >= world_size)
+
+
+class StreamingBatches:
+    """Shuffled minibatches of ``rows`` of a :class:`DiskCellDataset`, read window by window.
+
+    Each epoch (see :class:`~samsvae.data.loaders.EpochBatches`) permutes the blocks of
+    ``block_rows`` consecutive file rows by ``(seed, epoch)``; every ``window_blocks`` blocks are
+    read (one contiguous read each), their selected rows shuffled, and cut into batches of
+    ``batch_size``; rows left over join the next window. Memory: one window plus one batch.
+    Without ``shuffle``, rows come in file order. Under data parallelism each rank keeps its part
+    of every global batch (as :class:`ShardedBatches`).
+    """
+
+    batch_sampler = None  # read by Lightning, which calls sampler.set_epoch
+    def __init__(
+        self,
+        dataset: DiskCellDataset,
+        rows: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        block_rows: int = 1024,
+        window_blocks: int = 32,
+    ) -> None:
+        self.dataset, self.batch_size = dataset, batch_size
+        self.block_rows, self.window_blocks = block_rows, window_blocks
+        self.selected = np.zeros(len(dataset), dtype=bool)
+        self.selected[rows] = True
+        self.n_cells = int(self.selected.sum())
+        n_blocks = -(-len(dataset) // block_rows)
+        self.sampler = EpochBatches(n_blocks, batch_size=1, shuffle=shuffle, seed=seed)
+
+    def __len__(self) -> int:
+        return _n_batches(self.n_cells, self.batch_size)
+
+    def _windows(self) -> Iterator[tuple[sp.csr_matrix | np.ndarray, np.ndarray]]:
+        """(counts, file rows) of each window's selected rows, shuffled within the window."""
+        blocks = self.sampler.order().numpy()
+        window_seed = np.random.SeedSequence((self.sampler.seed, self.sampler.epoch, 1))
+        rng = np.random.default_rng(window_seed)
+        for first in range(0, len(blocks), self.window_blocks):
+            parts, rows = [], []
+            for block in np.sort(blocks[first : first + self.window_blocks]):
+                start = int(block) * self.block_rows
+                keep = self.selected[start : start + self.block_rows]
+                parts.append(self.dataset.read(start, start + len(keep))[keep])
+                rows.append(start + np.flatnonzero(keep))
+            order = rng.permutation(sum(map(len, rows))) if self.sampler.shuffle else slice(None)
+            yield _stack(parts)[order], np.concatenate(rows)[order]
+
+    def __iter__(self) -> Iterator[Batch]:
+        rank, world_size = _rank_and_world()
+        n_left = _n_batches(self.n_cells, self.batch_size, world_size)
+        counts, rows = None, np.empty(0, dtype=np.int64)
+        for window_counts, window_rows in self._windows():
+            # rows left over from the previous window go first
+            counts = window_counts if counts is None else _stack([counts, window_counts])
+            rows = np.concatenate([rows, window_rows])
+            n_full = min(len(rows) // self.batch_size, n_left)
+            for start in range(0, n_full * self.batch_size, self.batch_size):
+                stop = start + self.batch_size
+                yield self._batch(counts[start:stop], rows[start:stop], rank, world_size)
+            n_left -= n_full
+            counts, rows = counts[n_full * self.batch_size :], rows[n_full * self.batch_size :]
+        if n_left:
+            yield self._batch(counts, rows, rank, world_size)
+
+    def _batch(self, counts: Any, rows: np.ndarray, rank: int, world_size: int) -> Batch:
+        return make_batch(
+            counts,
+            self.dataset.dosage[rows],
+            _clamped_library(counts),
+            rows,
+            rank=rank,
+            world_size=world_size,
+        )
+
+
+def _stack(parts: list[Any]) -> sp.csr_matrix | np.ndarray:
+    if any(sp.issparse(p) for p in parts):
+        return sp.vstack(parts, format="csr")
+    return np.concatenate(parts)
