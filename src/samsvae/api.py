@@ -790,6 +790,9 @@ class PerturbationModel:
             raise ValueError(msg)
         pairs = [interpret.combination_parts(c, delimiter) for c in combinations]
         if source == "data":
+            if self.design.perturbation_key is None:
+                msg = "source='data' needs cell labels: call setup_anndata with perturbation_key."
+                raise ValueError(msg)
             adata, _ = self._dataset(None)
             labels = adata.obs[self.design.perturbation_key].astype(str).to_numpy()
             scores = interpret.data_genetic_interactions(
