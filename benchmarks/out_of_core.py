@@ -1,0 +1,101 @@
+"""Peak memory of one out-of-core training epoch at 250k and 1M cells (not a timed test).
+
+    python benchmarks/out_of_core.py --cells 250000 1000000 --dir /tmp/samsvae-ooc
+
+Writes a sparse synthetic h5ad per size (2,000 genes, 40 counts per cell, 200 perturbations;
+skipped if present), then in a fresh subprocess per size opens it backed, trains a small
+SAMS-VAE (n_latent=10, n_hidden=32, one particle, mean-field guide, batch 1024) for one epoch
+and reads the child's peak resident memory (VmHWM). Results go to
+``benchmarks/results/out_of_core.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_GENES, N_PER_CELL, N_PERTURBATIONS = 2000, 40, 200
+RESULTS = Path(__file__).parent / "results"
+
+
+def write_h5ad(path: Path, n_cells: int, seed: int = 0) -> None:
+    """A CSR counts file: per cell one gene from each of 40 bins of 50 genes, counts 1-8."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    width = N_GENES // N_PER_CELL
+    columns = np.arange(N_PER_CELL) * width + rng.integers(0, width, (n_cells, N_PER_CELL))
+    counts = rng.integers(1, 9, n_cells * N_PER_CELL).astype(np.float32)
+    indptr = np.arange(0, n_cells * N_PER_CELL + 1, N_PER_CELL, dtype=np.int64)
+    x = sp.csr_matrix((counts, columns.ravel().astype(np.int32), indptr), (n_cells, N_GENES))
+    names = np.array(["control", *(f"P{j}" for j in range(N_PERTURBATIONS))])
+    labels = pd.Categorical.from_codes(rng.integers(0, len(names), n_cells), names)
+    obs = pd.DataFrame({"perturbation": labels}, index=pd.RangeIndex(n_cells).astype(str))
+    var = pd.DataFrame(index=[f"gene{g}" for g in range(N_GENES)])
+    ad.AnnData(X=x, obs=obs, var=var).write_h5ad(path)
+
+
+def train_one_epoch(path: str) -> dict[str, float]:
+    """Run in the child: one epoch out of core; returns seconds and peak RSS in MB."""
+    import samsvae
+    from samsvae.data.streaming import read_backed
+
+    start = time.perf_counter()
+    adata = read_backed(path)
+    samsvae.SAMSVAE.setup_anndata(adata)
+    model = samsvae.SAMSVAE(
+        adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field"
+    )
+    model.train(max_epochs=1, batch_size=1024, train_size=0.95, progress_bar=False)
+    seconds = time.perf_counter() - start
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    return {
+        "n_cells": adata.n_obs,
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
+
+
+def main() -> None:
+    """Write the files, measure each size in a subprocess, write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, nargs="+", default=[250_000, 1_000_000])
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/samsvae-ooc"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(train_one_epoch(args.child)))
+        return
+    args.dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n_cells in args.cells:
+        path = args.dir / f"synthetic_{n_cells}.h5ad"
+        if not path.exists():
+            write_h5ad(path, n_cells)
+        child = [sys.executable, __file__, "--child", str(path)]
+        output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+        rows.append({**json.loads(output.splitlines()[-1]), "file_mb": path.stat().st_size >> 20})
+        print(rows[-1], flush=True)
+    growth = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"] - 1
+    result = {"runs": rows, "peak_rss_growth": round(growth, 4), "genes": N_GENES}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "out_of_core.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = ["| cells | file (MB) | epoch incl. setup (s) | peak RSS (MB) |", "|---|---|---|---|"]
+    lines += [
+        f"| {r['n_cells']:,} | {r['file_mb']} | {r['seconds']} | {r['peak_rss_mb']} |" for r in rows
+    ]
+    lines.append(f"\nPeak RSS growth from the smallest to the largest: {growth:.1%}.")
+    (RESULTS / "out_of_core.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
