@@ -28,10 +28,46 @@ SUMMARY_KEYS = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# A hint per kind of failure, printed under the one-line error (first matching type wins).
+ERROR_HINTS: tuple[tuple[type[BaseException], str], ...] = (
+    (FileNotFoundError, "check the path (relative paths start from the current folder)."),
+    (ValueError, "check the options (`samsvae COMMAND --help`) and the input data."),
+    (MemoryError, "try smaller sizes (fewer cells, a smaller batch size)."),
+)
+
+
+class _OneLineErrors(click.Group):
+    """A group whose commands fail with ``Error: <message>`` and a hint instead of a traceback;
+    the global ``--debug`` option shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if ctx.params.get("debug"):
+                raise
+            hint = next(
+                (text for kind, text in ERROR_HINTS if isinstance(error, kind)),
+                "see `samsvae COMMAND --help`.",
+            )
+            click.echo(f"Error: {error}", err=True)
+            click.echo(f"Hint: {hint} Add --debug for the full traceback.", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="samsvae")
-def main() -> None:
-    """SAMS-VAE for single-cell perturbation screens."""
+@click.option(
+    "--debug", is_flag=True, help="Show the full traceback when a command fails (before COMMAND)."
+)
+def main(debug: bool) -> None:  # debug is read by _OneLineErrors from ctx.params
+    """SAMS-VAE for single-cell perturbation screens.
+
+    Start with `samsvae quickstart` (a simulated screen; a few minutes on a CPU),
+    then open the run folder's report.html. `samsvae COMMAND --help` explains each command.
+    """
 
 
 @main.command()
@@ -52,7 +88,13 @@ def main() -> None:
     default=None,
     help="Cells per perturbation and per combination.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the simulation, the held-out split, training and evaluation.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the training progress bar.")
 def quickstart(
     out: Path,
@@ -63,7 +105,12 @@ def quickstart(
     seed: int,
     no_progress: bool,
 ) -> None:
-    """Simulate a screen, hold out combinations, train SAMS-VAE, evaluate, write a run folder."""
+    """Simulate a screen, hold out combinations, train SAMS-VAE, evaluate, write a run folder.
+
+    The folder holds metrics.json, model/, the figures and report.html (one self-contained
+    page: metrics, figures and the model's interpretation). Options left out take the
+    defaults of samsvae.workflows.QuickstartSettings.
+    """
     from samsvae.workflows import QuickstartSettings, run_quickstart
 
     overrides = {
@@ -96,7 +143,10 @@ def _print_summary(metrics: dict) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 def evaluate(run_dir: Path) -> None:
-    """Re-evaluate a quickstart RUN_DIR: metrics.json, figures and a self-contained report.html."""
+    """Re-evaluate a quickstart RUN_DIR: metrics.json, figures and a self-contained report.html.
+
+    The simulated screen is rebuilt from the settings recorded in RUN_DIR/metrics.json.
+    """
     from samsvae.workflows import evaluate_run
 
     metrics = evaluate_run(run_dir)
@@ -129,11 +179,21 @@ def train(config: Path, out: Path | None) -> None:
 
 @main.command()
 @click.argument("output", type=click.Path(path_type=Path))
-@click.option("--n-perturbations", type=int, default=50, show_default=True)
-@click.option("--n-combinations", type=int, default=30, show_default=True)
-@click.option("--n-genes", type=int, default=100, show_default=True)
-@click.option("--likelihood", type=click.Choice(["nb", "normal"]), default="nb", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--n-perturbations", type=int, default=50, show_default=True, help="Single perturbations."
+)
+@click.option(
+    "--n-combinations", type=int, default=30, show_default=True, help="Two-gene combinations."
+)
+@click.option("--n-genes", type=int, default=100, show_default=True, help="Measured genes.")
+@click.option(
+    "--likelihood",
+    type=click.Choice(["nb", "normal"]),
+    default="nb",
+    show_default=True,
+    help="nb: integer counts (negative binomial); normal: continuous values.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Simulation seed.")
 def simulate(
     output: Path,
     n_perturbations: int,

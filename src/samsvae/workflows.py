@@ -28,7 +28,7 @@ from samsvae.evaluate import (
 )
 from samsvae.evaluate.ate import transform
 from samsvae.evaluate.metrics import top_genes_mask
-from samsvae.evaluate.report import write_html_report
+from samsvae.evaluate.report import ReportSection, write_html_report
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (SAMSVAE, CPAVAE, ConditionalVAE, SVAEPlus)}
 
@@ -173,6 +173,9 @@ def _evaluate_and_write(
     ate = metrics.pop("_ate")
     (out / "metrics.json").write_text(json.dumps(_json_ready(metrics), indent=2))
     _write_figures(out, model, ate)
+    sections = (
+        [] if not model.has_masks else [_interpretation(out, model, task.held_out, settings)]
+    )
     write_html_report(
         out / "report.html",
         title="samsvae run report",
@@ -182,6 +185,7 @@ def _evaluate_and_write(
             "mask inclusion probabilities": out / "mask_heatmap.png",
             "training curves": out / "training_curves.png",
         },
+        sections=sections,
     )
     return metrics
 
@@ -335,12 +339,27 @@ def simulated_masks_in_model_order(adata: Any, perturbations: tuple[str, ...]) -
     return np.asarray(simulation["masks"])[[row[p] for p in perturbations]]
 
 
-def _write_figures(out: Path, model: SAMSVAE, ate: tuple[np.ndarray, np.ndarray]) -> None:
+def _save_figure(
+    path: Path, draw: Any, figsize: tuple[float, float] = (6, 5), ncols: int = 1
+) -> Path:
+    """Draw on a new figure with ``ncols`` Axes (``draw`` gets one Axes, or the array of them),
+    save it as PNG at ``path`` and close it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=ncols == 1)
+    draw(axes if ncols == 1 else axes[0])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _write_figures(
+    out: Path, model: PerturbationModel, ate: tuple[np.ndarray, np.ndarray]
+) -> None:
     from samsvae import pl
 
     for name, draw in (
@@ -348,8 +367,72 @@ def _write_figures(out: Path, model: SAMSVAE, ate: tuple[np.ndarray, np.ndarray]
         ("ate_scatter", lambda ax: pl.ate_scatter(*ate, ax=ax, title="held-out combinations")),
         ("training_curves", lambda ax: pl.training_curves(model.history, ax=ax)),
     ):
-        fig, ax = plt.subplots(figsize=(6, 5))
-        draw(ax)
-        fig.tight_layout()
-        fig.savefig(out / f"{name}.png", dpi=110)
-        plt.close(fig)
+        _save_figure(out / f"{name}.png", draw)
+
+
+def _interpretation(
+    out: Path, model: PerturbationModel, held_out: list[str], settings: QuickstartSettings
+) -> ReportSection:
+    """Similarity, clusters, clustered masks, latent programs' top genes and the genetic
+    interactions of the held-out combinations, as a report section (figures written to ``out``)."""
+    from samsvae import pl
+
+    seed = settings.seed
+    similarity = model.get_perturbation_similarity(seed=seed)
+    n_clusters = min(len(similarity), max(2, len(similarity) // 6))
+    clusters = model.get_perturbation_clusters(n_clusters=n_clusters, seed=seed)
+    order = list(clusters.index)
+    masks = model.get_mask_probabilities()
+    # The latent dimensions used by the most perturbations, and their top genes.
+    programs = list(masks.sum(axis=0).sort_values(ascending=False).index[:4])
+    effects = model.get_latent_gene_effects(n_top=8)
+
+    def bars(axes: Any) -> None:
+        for ax, latent in zip(axes, programs, strict=False):
+            pl.latent_program_bars(effects, latent, n_top=8, ax=ax)
+
+    figures = {
+        "perturbation similarity (cosine of mean latent shifts), in cluster order": _save_figure(
+            out / "similarity_heatmap.png",
+            lambda ax: pl.similarity_heatmap(similarity, order=order, ax=ax),
+            (6, 5.5),
+        ),
+        "mask inclusion probabilities, perturbations in cluster order": _save_figure(
+            out / "mask_heatmap_clustered.png",
+            lambda ax: pl.mask_heatmap(masks, order=order, ax=ax),
+        ),
+        "top genes of the latent programs used by the most perturbations": _save_figure(
+            out / "latent_programs.png", bars, (3.6 * len(programs), 3.4), ncols=len(programs)
+        ),
+    }
+    members = (
+        clusters.reset_index(names="perturbations")
+        .groupby("cluster", sort=False)["perturbations"]
+        .agg(", ".join)
+    )
+    tables = {"perturbation clusters": members.reset_index()}
+    if held_out:
+        scores = model.genetic_interactions(held_out, n_samples=30, seed=seed)
+        tables["genetic interactions of the held-out combinations"] = _interaction_summary(scores)
+    text = (
+        f"Perturbations clustered ({n_clusters} clusters, average linkage on 1 - cosine "
+        "similarity of their mean latent shifts); latent programs ranked by the summed mask "
+        "probability over perturbations."
+    )
+    return ReportSection("Interpretation", text, figures, tables)
+
+
+def _interaction_summary(scores: Any) -> Any:
+    """One row per combination: mean |GI| over genes, the share of genes whose 90% interval
+    excludes 0, and the gene with the largest |GI| with its score."""
+    scores = scores.assign(
+        magnitude=scores["score"].abs(),
+        excludes_zero=(scores["lower"] > 0) | (scores["upper"] < 0),
+    )
+    grouped = scores.groupby("combination", sort=False)
+    top = scores.loc[grouped["magnitude"].idxmax()].set_index("combination")
+    return (
+        grouped.agg(mean_abs_score=("magnitude", "mean"), share_nonzero=("excludes_zero", "mean"))
+        .join(top[["gene", "score"]].rename(columns={"gene": "top_gene", "score": "top_score"}))
+        .reset_index()
+    )

@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anndata as ad
+import click
+import pytest
 from click.testing import CliRunner
 
 from samsvae.cli import main
 
+if TYPE_CHECKING:
+    from pathlib import Path
 
-def test_quickstart_writes_a_run_folder_and_prints_a_summary(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    result = CliRunner().invoke(
-        main,
-        [
-            "quickstart",
-            "--out",
-            str(out),
-            "--max-epochs",
-            "2",
-            "--n-perturbations",
-            "6",
-            "--n-combinations",
-            "4",
-            "--cells",
-            "20",
-            "--no-progress",
-        ],
-    )
+    from click.testing import Result
+
+
+def test_quickstart_writes_a_run_folder_and_prints_a_summary(
+    quickstart_run: tuple[Path, Result],
+) -> None:
+    out, result = quickstart_run
     assert result.exit_code == 0, result.output
     assert "mask F1" in result.output and "ATE r, held-out combos" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -50,8 +42,11 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(tmp_path: Path) -> 
     for name in ("mask_heatmap.png", "ate_scatter.png", "model/model.safetensors"):
         assert (out / name).stat().st_size > 0
     report = (out / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 3
+    # Metrics figures, then the interpretation: similarity, clustered masks, latent programs.
+    assert report.count("data:image/png;base64,") == 6
     assert "heldout_combo_ate_pearson_r" in report
+    for heading in ("Interpretation", "perturbation clusters", "genetic interactions"):
+        assert heading in report
 
     again = CliRunner().invoke(main, ["evaluate", str(out)])
     assert again.exit_code == 0, again.output
@@ -59,10 +54,37 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(tmp_path: Path) -> 
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
-def test_evaluate_refuses_a_folder_without_a_run(tmp_path: Path) -> None:
+def test_evaluate_refuses_a_folder_without_a_run_in_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    first, hint = result.output.splitlines()
+    assert first.startswith("Error: ") and "metrics.json is missing" in first
+    assert hint.startswith("Hint: ") and "--debug" in hint
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_full_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--debug", "evaluate", str(tmp_path)])
     assert result.exit_code != 0
+    assert isinstance(result.exception, FileNotFoundError)
     assert "metrics.json is missing" in str(result.exception)
+
+
+def _commands() -> list[str]:
+    return sorted(main.list_commands(click.Context(main)))
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_option_of_every_command_is_explained(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    undocumented = [
+        option.opts[0]
+        for option in main.commands[command].params
+        if isinstance(option, click.Option) and not option.help
+    ]
+    assert undocumented == [], f"{command}: {undocumented} have no help text"
 
 
 def test_simulate_writes_a_readable_h5ad(tmp_path: Path) -> None:
@@ -89,4 +111,5 @@ def test_simulate_writes_a_readable_h5ad(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    assert "quickstart" in result.output and "simulate" in result.output
+    assert all(command in result.output for command in _commands())
+    assert "--debug" in result.output
