@@ -1,0 +1,40 @@
+"""Tutorial 4: reading the masks.
+
+Each perturbation switches on a few latent programs (its mask). Perturbations that act on
+the same programs are likely to share a mechanism; the genes a program moves say what it is.
+
+    python docs/tutorials/reading_masks.py [--small] [--out FOLDER]
+"""
+
+from __future__ import annotations
+
+from _common import EPOCHS, SIMULATION, arguments, save
+
+import samsvae
+
+args = arguments(__doc__, "reading_masks")
+
+adata = samsvae.datasets.simulate(**SIMULATION[args.size], seed=0)
+samsvae.SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control="control")
+model = samsvae.SAMSVAE(adata, n_latent=15, mask_prior=2 / 15)
+model.train(max_epochs=EPOCHS[args.size], global_lr=3e-2, seed=0, progress_bar=False)
+
+# 1. q(mask = 1): for each perturbation (row) and latent program (column), the probability
+#    that the perturbation shifts that program.
+masks = model.get_mask_probabilities()
+print("programs per perturbation (probability > 0.5):")
+print((masks > 0.5).sum(axis=1).describe())
+
+# 2. Group perturbations by the similarity of their latent shifts (cosine of E[e * m]),
+#    then draw the masks with the perturbations of a cluster next to each other.
+n_clusters = max(2, len(masks) // 6)
+clusters = model.get_perturbation_clusters(n_clusters=n_clusters)
+print(clusters.groupby("cluster").groups)
+save(samsvae.pl.mask_heatmap(masks, order=clusters.index), args.out / "masks_by_cluster.png")
+
+# 3. What a program does: the genes whose expression changes most along each latent
+#    dimension (log expected expression, a unit step from the average cell).
+effects = model.get_latent_gene_effects(n_top=10)
+busiest = masks.sum(axis=0).idxmax()  # the program switched on by the most perturbations
+print(effects[effects["latent"] == busiest])
+save(samsvae.pl.latent_program_bars(effects, busiest), args.out / f"{busiest}_genes.png")
