@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -154,27 +155,150 @@ def evaluate(run_dir: Path) -> None:
     click.echo(f"\nWrote {run_dir}/metrics.json, figures and report.html")
 
 
+def _config_argument(function: Any) -> Any:
+    return click.argument("config", type=click.Path(path_type=Path, exists=True, dir_okay=False))(
+        function
+    )
+
+
+def _checked_config(config: Path) -> dict[str, Any]:
+    from samsvae.experiment import read_config
+
+    try:
+        return read_config(config)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="CONFIG") from error
+
+
 @main.command()
-@click.argument("config", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@_config_argument
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
     help="Run folder (default: runs/<CONFIG file name without suffix>).",
 )
-def train(config: Path, out: Path | None) -> None:
-    """Run the experiment of a YAML CONFIG: dataset, preprocessing, task split, model, training."""
-    from samsvae.experiment import read_config, run_experiment
+@click.option(
+    "--only",
+    multiple=True,
+    help="Run only this grid point (its folder name); repeat for several.",
+)
+def train(config: Path, out: Path | None, only: tuple[str, ...]) -> None:
+    """Run the experiment of a YAML CONFIG: dataset, preprocessing, task split, model, training.
 
+    With a grid section, one run per point, each in its own subfolder of the run folder.
+    """
+    from samsvae.experiment import expand_grid, run_config
+
+    points = expand_grid(_checked_config(config))
+    unknown = sorted(set(only) - set(points))
+    if unknown:
+        msg = f"{unknown} are not grid points of {config}; they are {sorted(points)}."
+        raise click.BadParameter(msg, param_hint="--only")
+    out = out if out is not None else Path("runs") / config.stem
+    for name, point in points.items():
+        if only and name not in only:
+            continue
+        metrics = run_config(point, out / name)
+        click.echo(f"\n{out / name}")
+        for key, value in metrics.items():
+            click.echo(f"  {key}: {value}")
+    click.echo("\nEach run folder holds config.yaml, split.json, model/ and metrics.json")
+
+
+@main.command()
+@_config_argument
+@click.option("--n-trials", type=click.IntRange(min=1), required=True, help="Complete trials.")
+@click.option(
+    "--storage",
+    default=None,
+    help="Optuna database URL shared by the workers (default: sqlite:///OUT/study.db), e.g. "
+    "postgresql://user:password@host/db for workers on several machines.",
+)
+@click.option("--study-name", default=None, help="Default: the CONFIG file name without suffix.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of the trials' run folders (default: runs/<CONFIG name>_sweep).",
+)
+@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option(
+    "--grace-period",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seconds without heartbeat before a trial of a dead worker is marked failed "
+    "(default: twice the heartbeat interval).",
+)
+def sweep(
+    config: Path,
+    n_trials: int,
+    storage: str | None,
+    study_name: str | None,
+    out: Path | None,
+    heartbeat_interval: int,
+    grace_period: int | None,
+) -> None:
+    """Search the sweep section of CONFIG with Optuna, maximising validation IWELBO.
+
+    Start the same command several times (on several machines, with a shared --storage) to
+    run trials in parallel; each worker stops once the study has N-TRIALS complete trials.
+    """
+    from samsvae.sweep import run_sweep
+
+    _checked_config(config)
+    out = out if out is not None else Path("runs") / f"{config.stem}_sweep"
     try:
-        read_config(config)
+        study = run_sweep(
+            config,
+            out,
+            n_trials=n_trials,
+            storage=storage,
+            study_name=study_name,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+        )
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="CONFIG") from error
-    out = out if out is not None else Path("runs") / config.stem
-    metrics = run_experiment(config, out)
-    for key, value in metrics.items():
-        click.echo(f"{key}: {value}")
-    click.echo(f"\nWrote {out}/config.yaml, split.json, model/ and metrics.json")
+    best = study.best_trial
+    click.echo(f"Best trial {best.number}: validation IWELBO {best.value:.4f}, {best.params}")
+    click.echo(f"Wrote {out}/trials/, trials.csv and best_config.yaml")
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--group-by",
+    multiple=True,
+    help="Config option (section.option) defining a configuration; repeat for several "
+    "(default: every option that differs between runs, except seeds).",
+)
+@click.option("--metric", "metrics", multiple=True, help="Metric to show (default: all).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Markdown table to write, with .csv and .json beside it (default: print it).",
+)
+def aggregate(
+    run_dirs: tuple[Path, ...],
+    group_by: tuple[str, ...],
+    metrics: tuple[str, ...],
+    out: Path | None,
+) -> None:
+    """Mean ± sd over seeds of the metrics of the run folders in or under RUN_DIRS."""
+    from samsvae.aggregate import aggregate_runs, collect_runs, markdown_table, write_table
+
+    try:
+        table = aggregate_runs(
+            collect_runs(run_dirs), group_by=group_by or None, metrics=metrics or None
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    if out is None:
+        click.echo(markdown_table(table), nl=False)
+    else:
+        click.echo("Wrote " + ", ".join(map(str, write_table(table, out))))
 
 
 @main.command()

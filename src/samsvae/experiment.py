@@ -9,16 +9,27 @@
     model: {name: SAMSVAE, n_latent: 100}             # the model class and its options
     train: {max_epochs: 100, lr: 0.001}               # model.train options
     evaluate: {iwelbo_particles: 100}                 # optional
+    grid:                                             # optional: one run per point
+      model: [{name: SAMSVAE}, {name: CPAVAE}]        #   a section: merged into the base one
+      train.seed: [0, 1, 2]                           #   section.option: replaces the value
+    sweep:                                            # optional: samsvae sweep's search space
+      model.mask_prior: {type: categorical, choices: [0.1, 0.01]}
+      train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
 
 Each section's keys are the keyword arguments of the function it configures, checked before
-anything runs. ``samsvae train CONFIG.yaml`` writes the config, ``split.json``, the model and
-``metrics.json`` into the run folder.
+anything runs (every grid point, and the sweep's bounds and choices). ``grid`` is a mapping (its
+product) or a list of mappings (the union of their products). ``samsvae train CONFIG.yaml``
+writes the config, ``split.json``, the model and ``metrics.json`` into the run folder, one
+folder per grid point.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import itertools
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +37,7 @@ import anndata as ad
 import yaml
 
 from samsvae import datasets
+from samsvae.config import TrainConfig
 from samsvae.data import TASKS, Split, make_split, preprocess
 from samsvae.workflows import MODEL_CLASSES
 
@@ -48,7 +60,7 @@ DATASETS: dict[str, Callable[..., ad.AnnData]] = {
 SPLIT_OPTIONS = ("train_indices", "validation_indices")  # set by the task, not the config
 
 
-def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
+def read_config(path: str | Path) -> dict[str, Any]:
     """Read and check an experiment YAML file.
 
     Parameters
@@ -58,62 +70,182 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
 
     Returns
     -------
-    The sections, each a dict (absent optional sections are empty).
+    The sections, each a dict (absent optional sections are empty); ``"grid"`` is a list of
+    mappings and ``"sweep"`` a mapping (both empty when absent).
 
     Raises
     ------
     ValueError
-        The file is not a mapping, names an unknown section or option, or lacks a required
-        section or name.
+        The file is not a mapping, names an unknown section or option, lacks a required section
+        or name, or has a malformed grid or sweep.
     """
     config = yaml.safe_load(Path(path).read_text())
     if not isinstance(config, dict):
         msg = f"{path} must hold a YAML mapping with sections {SECTIONS}."
         raise ValueError(msg)
-    unknown = sorted(set(config) - set(SECTIONS))
-    missing = [s for s in REQUIRED if s not in config]
+    unknown = sorted(set(config) - {*SECTIONS, "grid", "sweep"})
+    missing = [s for s in REQUIRED if s not in config and not config.get("grid")]
     if unknown or missing:
         msg = f"{path}: unknown sections {unknown}, missing sections {missing}; see {SECTIONS}."
         raise ValueError(msg)
-    sections = {name: dict(config.get(name) or {}) for name in SECTIONS}
-    for name in ("dataset", "task", "model"):
-        if "name" not in sections[name]:
-            msg = f"{path}: section {name!r} needs a 'name'."
-            raise ValueError(msg)
+    sections: dict[str, Any] = {name: dict(config.get(name) or {}) for name in SECTIONS}
     if isinstance(sections["dataset"].get("path"), str):  # relative to the config file
         sections["dataset"]["path"] = str(Path(path).parent / sections["dataset"]["path"])
-    loader = _choice(sections["dataset"]["name"], DATASETS, "dataset.name")
-    task = _choice(sections["task"]["name"], TASKS, "task.name")
-    model_class = _choice(sections["model"]["name"], MODEL_CLASSES, "model.name")
-    _check_options(loader, _without_name(sections["dataset"]), "dataset")
-    _check_options(task, _without_name(sections["task"]), "task")
-    _check_options(preprocess, sections["preprocess"], "preprocess")
-    _check_options(model_class.__init__, _without_name(sections["model"]), "model")
-    _check_options(model_class.train, sections["train"], "train", exclude=SPLIT_OPTIONS)
-    _check_options(model_class.setup_anndata, sections["setup"], "setup")
+    grid = config.get("grid") or []
+    sections["grid"] = [grid] if isinstance(grid, dict) else grid
+    sections["sweep"] = dict(config.get("sweep") or {})
+    points = expand_grid(sections, where=str(path))
+    for point in points.values():
+        for values in _sweep_corners(sections["sweep"], where=str(path)):
+            check_config(with_values(point, values), where=str(path))
     return sections
 
 
-def run_experiment(config_path: str | Path, out: str | Path) -> dict[str, Any]:
-    """Run the experiment of a YAML file and write its run folder.
+def check_config(config: dict[str, Any], *, where: str = "config") -> None:
+    """Check one experiment (no grid): names, option names and the model's and training's values.
+
+    Raises
+    ------
+    ValueError
+        A section lacks its name, or names an unknown choice or option, or a value is out of
+        range for the model or training configuration.
+    """
+    for name in ("dataset", "task", "model"):
+        if "name" not in config[name]:
+            msg = f"{where}: section {name!r} needs a 'name'."
+            raise ValueError(msg)
+    loader = _choice(config["dataset"]["name"], DATASETS, "dataset.name")
+    task = _choice(config["task"]["name"], TASKS, "task.name")
+    model_class = _choice(config["model"]["name"], MODEL_CLASSES, "model.name")
+    _check_options(loader, _without_name(config["dataset"]), "dataset")
+    _check_options(task, _without_name(config["task"]), "task")
+    _check_options(preprocess, config["preprocess"], "preprocess")
+    _check_options(model_class.__init__, _without_name(config["model"]), "model")
+    _check_options(model_class.train, config["train"], "train", exclude=SPLIT_OPTIONS)
+    _check_options(model_class.setup_anndata, config["setup"], "setup")
+    model_class.config_cls(**_without_name(config["model"]))  # range checks, without data
+    train_fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    TrainConfig(**{k: v for k, v in config["train"].items() if k in train_fields})
+
+
+def expand_grid(config: dict[str, Any], *, where: str = "config") -> dict[str, dict[str, Any]]:
+    """The experiments of a config's grid, by run name (one experiment, ``""``, without a grid).
+
+    A grid key ``section.option`` replaces that option; a key ``section`` merges a mapping into
+    the section. Names join the point's values, e.g. ``SAMSVAE_correlated-fraction=0.5-seed=0``.
+    Every experiment is checked with :func:`check_config`; the ``grid`` entry is dropped.
+    """
+    base = {key: value for key, value in config.items() if key != "grid"}
+    products = config.get("grid") or [{}]
+    points: dict[str, dict[str, Any]] = {}
+    for product in products:
+        if not isinstance(product, dict) or not all(
+            isinstance(values, list) and values for values in product.values()
+        ):
+            msg = f"{where}: grid entries map keys to non-empty lists of values; got {product!r}."
+            raise ValueError(msg)
+        for combination in itertools.product(*product.values()):
+            values = dict(zip(product, combination, strict=True))
+            point = with_values(base, values)
+            check_config(point, where=where)
+            name = "-".join(_label(key, value) for key, value in values.items())
+            if name in points and points[name] != point:
+                msg = f"{where}: two different grid points are both named {name!r}."
+                raise ValueError(msg)
+            points[name] = point
+    return points
+
+
+def with_values(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with ``section.option`` values replaced and ``section`` merged."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items()}
+    for key, value in values.items():
+        section, _, option = key.partition(".")
+        if section not in SECTIONS or (not option and not isinstance(value, dict)):
+            msg = (
+                f"{key!r} must be 'section.option', or a section with mappings as values, "
+                f"with a section of {SECTIONS}."
+            )
+            raise ValueError(msg)
+        out[section] = {**out[section], **({option: value} if option else value)}
+    return out
+
+
+def _label(key: str, value: Any) -> str:
+    if isinstance(value, dict):
+        text = "_".join(str(v) for v in value.values())
+    else:
+        text = f"{key.rpartition('.')[2]}={value}"
+    return re.sub(r"[^A-Za-z0-9._=+]", "_", text)
+
+
+SWEEP_TYPES = {
+    "categorical": ({"choices"}, set()),
+    "float": ({"low", "high"}, {"log", "step"}),
+    "int": ({"low", "high"}, {"log", "step"}),
+}
+
+
+def _sweep_corners(sweep: dict[str, Any], *, where: str) -> list[dict[str, Any]]:
+    """Check the sweep's specs; return configs' values at every choice and bound of each."""
+    corners: list[dict[str, Any]] = [{}]
+    for key, spec in sweep.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind not in SWEEP_TYPES:
+            msg = f"{where}: sweep.{key} needs a 'type' of {sorted(SWEEP_TYPES)}; got {spec!r}."
+            raise ValueError(msg)
+        required, optional = SWEEP_TYPES[kind]
+        given = set(spec) - {"type"}
+        if not required <= given or given - required - optional:
+            msg = (
+                f"{where}: sweep.{key} of type {kind!r} takes {sorted(required)} and optionally "
+                f"{sorted(optional)}; got {sorted(given)}."
+            )
+            raise ValueError(msg)
+        values = spec["choices"] if kind == "categorical" else [spec["low"], spec["high"]]
+        if kind != "categorical" and not spec["low"] < spec["high"]:
+            msg = f"{where}: sweep.{key} needs low < high; got {spec['low']}, {spec['high']}."
+            raise ValueError(msg)
+        if not isinstance(values, list) or not values:
+            msg = f"{where}: sweep.{key}.choices must be a non-empty list; got {values!r}."
+            raise ValueError(msg)
+        corners += [{**corners[0], key: value} for value in values]
+    return corners
+
+
+def run_experiment(config_path: str | Path, out: str | Path) -> dict[str, dict[str, Any]]:
+    """Run the experiments of a YAML file and write their run folders.
 
     Parameters
     ----------
     config_path
         The experiment file (see :func:`read_config`).
     out
-        The run folder; created if needed.
+        The run folder, created if needed; with a grid, one subfolder per point, named as in
+        :func:`expand_grid`.
+
+    Returns
+    -------
+    The metrics of each run (see :func:`run_config`), by grid point name (``""`` without grid).
+    """
+    points = expand_grid(read_config(config_path), where=str(config_path))
+    return {name: run_config(config, Path(out) / name) for name, config in points.items()}
+
+
+def run_config(config: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """Run one checked experiment (no grid) and write its run folder.
 
     Returns
     -------
     The metrics written to ``out/metrics.json``: cell counts of the split, the final training
-    and validation losses, and the mean test IWELBO per cell when the task has test cells.
-    Also writes ``out/config.yaml``, ``out/split.json`` and ``out/model/``.
+    and validation losses, and the mean predictive IWELBO per cell of the validation and of the
+    test cells (when the split has some). Also writes ``out/config.yaml``, ``out/split.json``
+    and ``out/model/``.
     """
-    config = read_config(config_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    sections = {name: config[name] for name in SECTIONS}
+    (out / "config.yaml").write_text(yaml.safe_dump(sections, sort_keys=False))
     adata = DATASETS[config["dataset"]["name"]](**_without_name(config["dataset"]))
     if config["preprocess"]:
         adata = preprocess(adata, **config["preprocess"])
@@ -127,7 +259,7 @@ def run_experiment(config_path: str | Path, out: str | Path) -> dict[str, Any]:
     return metrics
 
 
-def _train(adata: ad.AnnData, split: Split, config: dict[str, dict[str, Any]]) -> Any:
+def _train(adata: ad.AnnData, split: Split, config: dict[str, Any]) -> Any:
     model_class = MODEL_CLASSES[config["model"]["name"]]
     setup = {**_label_options(split), **config["setup"]}
     model_class.setup_anndata(adata, **setup)
@@ -149,9 +281,10 @@ def _metrics(
     for column in ("train_loss", "val_loss"):
         if history is not None and column in history and history[column].notna().any():
             metrics[f"final_{column}"] = float(history[column].dropna().iloc[-1])
-    if len(split.test):
-        n_particles = int(options.get("iwelbo_particles", 100))
-        metrics["test_iwelbo"] = model.iwelbo(adata[split.test], n_particles=n_particles)
+    n_particles = int(options.get("iwelbo_particles", 100))
+    for part, rows in (("validation", split.validation), ("test", split.test)):
+        if len(rows):
+            metrics[f"{part}_iwelbo"] = model.iwelbo(adata[rows], n_particles=n_particles)
     return metrics
 
 

@@ -77,3 +77,38 @@ def test_a_config_with_an_unknown_option_is_refused_before_running(
         read_config(_write(tmp_path, config))
     result = CliRunner().invoke(main, ["train", str(_write(tmp_path, config))])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"sweep": {"model.n_latnt": {"type": "int", "low": 1, "high": 3}}}, "n_latnt"),
+        ({"sweep": {"train.lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "low < high"),
+        ({"sweep": {"train.lr": {"type": "uniform", "low": 0.1, "high": 1}}}, "uniform"),
+        ({"sweep": {"model.mask_prior": {"type": "categorical", "choices": [0.1, 2]}}}, "mask"),
+        ({"grid": {"train.sed": [0, 1]}}, "sed"),
+        ({"grid": {"train.seed": 0}}, "non-empty lists"),
+    ],
+)
+def test_a_bad_grid_or_sweep_is_refused_before_running(
+    tmp_path: Path, extra: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        read_config(_write(tmp_path, {**CONFIG, **extra}))
+
+
+def test_a_grid_runs_one_folder_per_point_and_aggregate_averages_over_seeds(
+    tmp_path: Path,
+) -> None:
+    config = _write(tmp_path, {**CONFIG, "grid": {"train.seed": [0, 1]}})
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = [json.loads((out / f"seed={s}" / "metrics.json").read_text()) for s in (0, 1)]
+    assert all(math.isfinite(m["validation_iwelbo"]) for m in metrics)
+
+    result = CliRunner().invoke(main, ["aggregate", str(out), "--metric", "test_iwelbo"])
+    assert result.exit_code == 0, result.output
+    values = [m["test_iwelbo"] for m in metrics]
+    mean, sd = sum(values) / 2, abs(values[0] - values[1]) / math.sqrt(2)
+    assert result.output.splitlines()[2] == f"| 2 | {mean:.4g} ± {sd:.2g} |"
