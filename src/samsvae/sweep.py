@@ -114,7 +114,7 @@ def load_study(
             return optuna.create_study(
                 storage=rdb, study_name=study_name, direction="maximize", load_if_exists=True
             )
-        except SQLAlchemyError:
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError):
             if attempt == _CREATE_ATTEMPTS:
                 raise
             attempt += 1
