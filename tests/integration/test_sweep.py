@@ -21,10 +21,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from sqlalchemy.exc import SQLAlchemyError
-from tests.integration.test_experiment import CONFIG
 
 from samsvae.cli import main
 from samsvae.experiment import read_config
+
+from .test_experiment import CONFIG
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
