@@ -222,7 +222,13 @@ def train(config: Path, out: Path | None, only: tuple[str, ...]) -> None:
     default=None,
     help="Folder of the trials' run folders (default: runs/<CONFIG name>_sweep).",
 )
-@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option(
+    "--heartbeat-interval",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds between the heartbeats a running trial writes to the storage.",
+)
 @click.option(
     "--grace-period",
     type=click.IntRange(min=1),
