@@ -246,8 +246,8 @@ class PerturbationModel:
             if self.one_label_per_cell:
                 validate.check_one_perturbation_per_cell(dosage, type(self).__name__)
             return dosage
-        labels = adata.obs[self.design.perturbation_key].astype(str).to_numpy()
-        validate.check_perturbation_requests(np.unique(labels), self.design)
+        labels = adata.obs[self.design.perturbation_key]
+        validate.check_perturbation_requests(map(str, labels.unique()), self.design)
         return self.design.encode(labels)
 
     def _dataset(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 
@@ -52,16 +53,22 @@ class PerturbationDesign:
         known = set(self.perturbations)
         return sorted({s for label in labels for s in self.split_label(label)} - known)
 
-    def encode(self, labels: Sequence[str]) -> sp.csr_matrix:
+    def encode(self, labels: Sequence[str] | pd.Series | np.ndarray) -> sp.csr_matrix:
         """Dosage rows (len(labels), T) as float32 CSR; names must be in the vocabulary."""
         position = {name: j for j, name in enumerate(self.perturbations)}
-        # Encode each distinct label once, then gather rows: no per-cell Python for large screens.
-        unique, inverse = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+        # Encode each distinct label once, then gather rows by integer codes: no per-cell Python
+        # and no per-cell string copies (a categorical column is factorised from its codes).
+        codes, unique = pd.factorize(
+            labels if isinstance(labels, pd.Series) else np.asarray(labels)
+        )
+        if (codes < 0).any():
+            msg = f"Perturbation label missing for cell {int(np.flatnonzero(codes < 0)[0])}."
+            raise ValueError(msg)
         unique_dosage = sp.lil_matrix((len(unique), self.n_perturbations), dtype=np.float32)
         for row, label in enumerate(unique):
-            for name in self.split_label(label):
+            for name in self.split_label(str(label)):
                 unique_dosage[row, position[name]] += 1.0
-        return sp.csr_matrix(unique_dosage.tocsr()[inverse.ravel()])
+        return sp.csr_matrix(unique_dosage.tocsr()[codes])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
