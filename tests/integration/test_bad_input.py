@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -130,3 +131,24 @@ def test_labels_that_name_no_perturbation_are_rejected(tiny_adata: ad.AnnData) -
     tiny_adata.obs.iloc[3, 0] = " + "
     with pytest.raises(ValueError, match=r"Labels \[' \+ '\] .* name no perturbation"):
         samsvae.SAMSVAE.setup_anndata(tiny_adata)
+
+
+def test_ambiguous_control_labels_are_rejected(tiny_adata: ad.AnnData) -> None:
+    tiny_adata.obs["perturbation"] = tiny_adata.obs["perturbation"].astype(str)
+    tiny_adata.obs.iloc[3, 0] = "Control "
+    with pytest.raises(ValueError, match=r"control='control' is ambiguous: .*\['Control '\]"):
+        samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    with pytest.raises(ValueError, match="contains the combination delimiter"):
+        samsvae.SAMSVAE.setup_anndata(tiny_adata, control="ctrl+neg")
+
+
+def test_dosage_matrix_with_a_perturbation_of_zero_cells_is_rejected(
+    tiny_adata: ad.AnnData,
+) -> None:
+    dosage = pd.DataFrame(np.zeros((tiny_adata.n_obs, 3)), columns=["A", "B", "C"])
+    dosage.iloc[:5, 0] = 1.0
+    dosage.iloc[5:9, 2] = 1.0
+    tiny_adata.obsm["d"] = dosage.set_index(tiny_adata.obs_names)
+    with pytest.raises(ValueError, match=r"1 perturbation column\(s\) with zero cells .*\['B'\]"):
+        samsvae.SAMSVAE.setup_anndata(tiny_adata, dosage_key="d")
+    assert "samsvae" not in tiny_adata.uns  # nothing was registered

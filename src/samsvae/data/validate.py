@@ -53,6 +53,7 @@ def check_setup_keys(
         if dosage_key not in adata.obsm:
             msg = f"dosage_key={dosage_key!r} is not in adata.obsm; keys are {list(adata.obsm)}."
             raise KeyError(msg)
+        _check_every_perturbation_has_cells(adata.obsm[dosage_key], dosage_key)
         return
     if perturbation_key not in adata.obs.columns:
         msg = (
@@ -69,6 +70,7 @@ def check_setup_keys(
         )
         raise ValueError(msg)
     present = set(labels.astype(str).unique())
+    _check_control_is_unambiguous(control, present, perturbation_key, combination_delimiter)
     if control not in present:
         close = difflib.get_close_matches(control, sorted(present), n=3, cutoff=0.3)
         msg = (
@@ -85,6 +87,46 @@ def check_setup_keys(
         msg = (
             f"Labels {empty[:5]} in adata.obs[{perturbation_key!r}] name no perturbation; "
             f"relabel those cells (control={control!r} for unperturbed cells) or drop them."
+        )
+        raise ValueError(msg)
+
+
+def _check_control_is_unambiguous(
+    control: str, labels: set[str], perturbation_key: str | None, delimiter: str
+) -> None:
+    """The control label must not contain the delimiter nor differ from another label only by
+    case or surrounding spaces ("control" and "Control " would be read as different labels)."""
+    if delimiter in control:
+        msg = (
+            f"control={control!r} contains the combination delimiter {delimiter!r}, so it would "
+            "read as a combination; relabel the control cells or pass another "
+            "combination_delimiter."
+        )
+        raise ValueError(msg)
+    twins = sorted(
+        label for label in labels - {control} if label.strip().lower() == control.strip().lower()
+    )
+    if twins:
+        msg = (
+            f"control={control!r} is ambiguous: adata.obs[{perturbation_key!r}] also has "
+            f"{twins}, which differ from it only by case or spaces; give all unperturbed cells "
+            "one label."
+        )
+        raise ValueError(msg)
+
+
+def _check_every_perturbation_has_cells(dosage: object, dosage_key: str) -> None:
+    """Every column of a ready dosage matrix must be carried by some cell."""
+    names = list(map(str, dosage.columns)) if isinstance(dosage, pd.DataFrame) else None
+    values = dosage.to_numpy() if isinstance(dosage, pd.DataFrame) else dosage
+    matrix = sp.csr_matrix(values)
+    carried = np.asarray((matrix != 0).sum(0)).ravel()
+    empty = np.flatnonzero(carried == 0)
+    if empty.size:
+        which = [names[j] for j in empty[:5]] if names else [int(j) for j in empty[:5]]
+        msg = (
+            f"adata.obsm[{dosage_key!r}] has {empty.size} perturbation column(s) with zero cells "
+            f"(first: {which}); drop those columns, a perturbation needs cells to be learned."
         )
         raise ValueError(msg)
 
