@@ -17,23 +17,30 @@
       train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
 
 Each section's keys are the keyword arguments of the function it configures, checked before
-anything runs (every grid point, and the sweep's bounds and choices). ``grid`` is a mapping (its
-product) or a list of mappings (the union of their products). ``samsvae train CONFIG.yaml``
+anything runs (every grid point, and the sweep's bounds and choices): names against the
+function's signature, values against its type annotations with pydantic (strict: a string is not
+a number, a number not a choice), then the model's and training's ranges. ``grid`` is a mapping
+(its product) or a list of mappings (the union of their products). ``samsvae train CONFIG.yaml``
 writes the config, ``split.json``, the model and ``metrics.json`` into the run folder, one
 folder per grid point.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import itertools
 import json
 import re
+import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anndata as ad
+import numpy as np
+import pydantic
 import yaml
 
 from samsvae import datasets
@@ -320,3 +327,46 @@ def _check_options(
     if unknown:
         msg = f"{where}: unknown options {unknown}; the options are {known}."
         raise ValueError(msg)
+    annotations = _annotations(function)
+    for name, value in options.items():
+        if name in annotations:
+            _check_type(annotations[name], value, f"{where}.{name}")
+
+
+_NAMESPACE = {
+    **{name: getattr(collections.abc, name) for name in collections.abc.__all__},
+    **{name: getattr(typing, name) for name in ("Any", "Literal")},
+    "Path": Path,
+    "np": np,
+    "ad": ad,
+}
+_STRICT = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+
+def _annotations(function: Callable[..., Any]) -> dict[str, Any]:
+    """Resolved annotations of ``function``'s parameters (those that do not resolve are left out:
+    they only name types used under TYPE_CHECKING, never config values)."""
+    module = vars(sys.modules[function.__module__])
+    resolved = {}
+    for name, parameter in inspect.signature(function).parameters.items():
+        annotation = parameter.annotation
+        if isinstance(annotation, str):
+            try:
+                # Our own functions' annotation strings (as typing.get_type_hints evaluates them).
+                annotation = eval(annotation, {**_NAMESPACE, **module})
+            except (NameError, AttributeError, TypeError):
+                continue
+        if annotation is not inspect.Parameter.empty:
+            resolved[name] = annotation
+    return resolved
+
+
+def _check_type(annotation: Any, value: Any, where: str) -> None:
+    try:
+        pydantic.TypeAdapter(annotation, config=_STRICT).validate_python(value, strict=True)
+    except pydantic.ValidationError as error:
+        detail = error.errors()[0]["msg"]
+        msg = f"{where}={value!r} does not fit its type {annotation}: {detail}."
+        raise ValueError(msg) from None
+    except pydantic.PydanticSchemaGenerationError:
+        return  # a type pydantic cannot describe: the configured function checks the value

@@ -67,6 +67,10 @@ def test_the_shipped_configs_are_valid() -> None:
         ("train", {"train_indices": [0]}, "train_indices"),
         ("task", {"name": "norman_odd"}, "norman_odd"),
         ("dataset", {"name": "nope"}, "nope"),
+        ("train", {"lr": "fast"}, "train.lr='fast' does not fit its type"),
+        ("model", {"guide": "meanfield"}, "model.guide='meanfield' does not fit its type"),
+        ("model", {"n_latent": 2.5}, "model.n_latent=2.5 does not fit its type"),
+        ("train", {"devices": True}, "train.devices=True does not fit its type"),
     ],
 )
 def test_a_config_with_an_unknown_option_is_refused_before_running(
