@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 _CHUNK_ROWS = 10_000
 
 
+class MissingKeyError(KeyError, ValueError):
+    """A key named by the user is not in the AnnData: a KeyError that is also a ValueError, so
+    that every bad-input error of samsvae can be caught as ValueError (or TypeError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def check_anndata(adata: object) -> None:
     """The object is a non-empty AnnData."""
     from anndata import AnnData
@@ -48,11 +56,11 @@ def check_setup_keys(
         raise ValueError(msg)
     if layer is not None and layer not in adata.layers:
         msg = f"layer={layer!r} is not in adata.layers; layers are {list(adata.layers)}."
-        raise KeyError(msg)
+        raise MissingKeyError(msg)
     if dosage_key is not None:
         if dosage_key not in adata.obsm:
             msg = f"dosage_key={dosage_key!r} is not in adata.obsm; keys are {list(adata.obsm)}."
-            raise KeyError(msg)
+            raise MissingKeyError(msg)
         _check_every_perturbation_has_cells(adata.obsm[dosage_key], dosage_key)
         return
     if perturbation_key not in adata.obs.columns:
@@ -60,7 +68,7 @@ def check_setup_keys(
             f"perturbation_key={perturbation_key!r} is not a column of adata.obs; "
             f"columns are {list(adata.obs.columns)}."
         )
-        raise KeyError(msg)
+        raise MissingKeyError(msg)
     labels = adata.obs[perturbation_key]
     if labels.isna().any():
         rows = list(adata.obs_names[labels.isna().to_numpy()][:5])
