@@ -210,7 +210,7 @@ class PerturbationModel:
             )
         else:
             names = vocabulary_from_labels(
-                adata.obs[setup["perturbation_key"]].astype(str),
+                map(str, adata.obs[setup["perturbation_key"]].unique()),  # no per-cell strings
                 setup["control"],
                 setup["combination_delimiter"],
                 setup["dosage_encoding"],
@@ -623,7 +623,7 @@ class PerturbationModel:
     def _observed_interventions(self) -> list[str]:
         if self.adata is None or self.design.perturbation_key is None:
             return list(self.design.perturbations)
-        labels = self.adata.obs[self.design.perturbation_key].astype(str).unique()
+        labels = map(str, self.adata.obs[self.design.perturbation_key].unique())
         return sorted(label for label in labels if label != self.design.control)
 
     def iwelbo(

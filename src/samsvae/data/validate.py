@@ -77,7 +77,7 @@ def check_setup_keys(
             f"label every cell, using control={control!r} for unperturbed cells."
         )
         raise ValueError(msg)
-    present = set(labels.astype(str).unique())
+    present = set(map(str, labels.unique()))  # distinct labels only: no per-cell strings
     _check_control_is_unambiguous(control, present, perturbation_key, combination_delimiter)
     if control not in present:
         close = difflib.get_close_matches(control, sorted(present), n=3, cutoff=0.3)
