@@ -58,7 +58,10 @@ def _per_draw_means(
         sample = sample.repeat_particles(n_samples_per_global)
         x = module.generate(rows, sample, library_size, share_basal=share_basal)
         values = transform(x, method)  # (n * inner, 1 + A, G)
-        yield values.reshape(n, n_samples_per_global, *values.shape[1:]).mean(1)
+        if n_samples_per_global == 1:  # the plain ATE: no copy of every sample
+            yield values
+        else:
+            yield values.reshape(n, n_samples_per_global, *values.shape[1:]).mean(1)
 
 
 @torch.no_grad()
