@@ -13,6 +13,9 @@ import yaml
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+# Options that differ between runs of one configuration: seeds, and where a run checkpoints.
+NOT_CONFIGURATION = (".seed", ".checkpoint_dir", ".resume")
+
 
 def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per run folder (``config.yaml`` + ``metrics.json``) found in or under ``paths``.
@@ -56,7 +59,8 @@ def aggregate_runs(
         From :func:`collect_runs`.
     group_by
         Config columns defining a configuration; ``None``: every option that differs between
-        runs, except seeds (``*.seed``), so that groups are the seeds of one configuration.
+        runs, except seeds and checkpoint settings (``NOT_CONFIGURATION``), so that groups are the
+        seeds of one configuration.
     metrics
         Metric columns; ``None``: the numeric metrics, except cell counts (``n_*``).
 
@@ -70,7 +74,7 @@ def aggregate_runs(
         group_by = [
             c
             for c in options
-            if not c.endswith(".seed") and runs[c].astype(str).nunique(dropna=False) > 1
+            if not c.endswith(NOT_CONFIGURATION) and runs[c].astype(str).nunique(dropna=False) > 1
         ]
     unknown = sorted(set(group_by) - set(runs.columns))
     if unknown:

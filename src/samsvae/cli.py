@@ -183,10 +183,18 @@ def _checked_config(config: Path) -> dict[str, Any]:
     multiple=True,
     help="Run only this grid point (its folder name); repeat for several.",
 )
-def train(config: Path, out: Path | None, only: tuple[str, ...]) -> None:
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue interrupted runs from their last checkpoint (RUN/checkpoint unless the "
+    "config's train section sets checkpoint_dir); the result equals an uninterrupted run.",
+)
+def train(config: Path, out: Path | None, only: tuple[str, ...], resume: bool) -> None:
     """Run the experiment of a YAML CONFIG: dataset, preprocessing, task split, model, training.
 
-    With a grid section, one run per point, each in its own subfolder of the run folder.
+    With a grid section, one run per point, each in its own subfolder of the run folder. Each run
+    checkpoints every epoch into its folder's checkpoint/ (or the config's checkpoint_dir), so an
+    interrupted run continues with --resume.
     """
     from samsvae.experiment import expand_grid, run_config
 
@@ -199,6 +207,9 @@ def train(config: Path, out: Path | None, only: tuple[str, ...]) -> None:
     for name, point in points.items():
         if only and name not in only:
             continue
+        train_options = point["train"]
+        train_options.setdefault("checkpoint_dir", str(out / name / "checkpoint"))
+        train_options["resume"] = resume or bool(train_options.get("resume", False))
         metrics = run_config(point, out / name)
         click.echo(f"\n{out / name}")
         for key, value in metrics.items():

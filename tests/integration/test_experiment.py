@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -116,3 +118,22 @@ def test_a_grid_runs_one_folder_per_point_and_aggregate_averages_over_seeds(
     values = [m["test_iwelbo"] for m in metrics]
     mean, sd = sum(values) / 2, abs(values[0] - values[1]) / math.sqrt(2)
     assert result.output.splitlines()[2] == f"| 2 | {mean:.4g} ± {sd:.2g} |"
+
+
+def test_train_resume_continues_an_interrupted_run_to_the_uninterrupted_result(
+    tmp_path: Path,
+) -> None:
+    def run(max_epochs: int, out: Path, *flags: str) -> Any:
+        config = {**CONFIG, "train": {"max_epochs": max_epochs, "progress_bar": False}}
+        path = _write(tmp_path, config)
+        return CliRunner().invoke(main, ["train", str(path), "--out", str(out), *flags])
+
+    assert run(4, tmp_path / "whole").exit_code == 0
+    assert run(2, tmp_path / "parts").exit_code == 0  # "interrupted" after 2 epochs
+    again = run(4, tmp_path / "parts")
+    assert again.exit_code != 0 and "resume" in again.output  # refuses to overwrite
+    resumed = run(4, tmp_path / "parts", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    whole = samsvae.SAMSVAE.load(tmp_path / "whole" / "model").module.state_dict()
+    parts = samsvae.SAMSVAE.load(tmp_path / "parts" / "model").module.state_dict()
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
