@@ -130,7 +130,8 @@ def run_quickstart(
     """Simulate, hold out combinations, train SAMS-VAE, evaluate, write a run folder.
 
     Writes ``metrics.json``, ``model/``, ``mask_heatmap.png``, ``ate_scatter.png``,
-    ``training_curves.png`` and ``report.html`` into ``out`` and returns the metrics.
+    ``ate_scatter_top20.png``, ``training_curves.png``, the interpretation figures and
+    ``report.html`` into ``out`` and returns the metrics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,6 +183,8 @@ def _evaluate_and_write(
         metrics=_json_ready(metrics),
         figures={
             "held-out combination effects": out / "ate_scatter.png",
+            "held-out combination effects, the 20 genes of largest observed effect per "
+            "combination": out / "ate_scatter_top20.png",
             "mask inclusion probabilities": out / "mask_heatmap.png",
             "training curves": out / "training_curves.png",
         },
@@ -365,9 +368,21 @@ def _write_figures(
     for name, draw in (
         ("mask_heatmap", lambda ax: pl.mask_heatmap(model.get_mask_probabilities(), ax=ax)),
         ("ate_scatter", lambda ax: pl.ate_scatter(*ate, ax=ax, title="held-out combinations")),
+        (
+            "ate_scatter_top20",
+            lambda ax: pl.ate_scatter(
+                *_top_genes(*ate), ax=ax, title="held-out combinations, top-20 genes each"
+            ),
+        ),
         ("training_curves", lambda ax: pl.training_curves(model.history, ax=ax)),
     ):
         _save_figure(out / f"{name}.png", draw)
+
+
+def _top_genes(predicted: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of the 20 genes with the largest |observed effect| of every intervention."""
+    top = top_genes_mask(observed, 20)
+    return predicted[top], observed[top]
 
 
 def _interpretation(

@@ -43,7 +43,7 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(
         assert (out / name).stat().st_size > 0
     report = (out / "report.html").read_text()
     # Metrics figures, then the interpretation: similarity, clustered masks, latent programs.
-    assert report.count("data:image/png;base64,") == 6
+    assert report.count("data:image/png;base64,") == 7
     assert "heldout_combo_ate_pearson_r" in report
     for heading in ("Interpretation", "perturbation clusters", "genetic interactions"):
         assert heading in report
