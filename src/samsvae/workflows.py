@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from samsvae.api import CPAVAE, SAMSVAE, ConditionalVAE, PerturbationModel, SVAEPlus
 from samsvae.data import split_combinations
@@ -26,7 +25,7 @@ from samsvae.evaluate import (
     mean_correlation_coefficient,
     relative_to_best_baseline,
 )
-from samsvae.evaluate.ate import transform
+from samsvae.evaluate.ate import transform_cells
 from samsvae.evaluate.metrics import top_genes_mask
 from samsvae.evaluate.report import ReportSection, write_html_report
 
@@ -310,8 +309,7 @@ def _energy_distances(
     labels = adata.obs["perturbation"].astype(str).to_numpy()
 
     def transformed(matrix: Any) -> np.ndarray:
-        dense = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
-        return transform(torch.from_numpy(dense.astype(np.float64)), "perturbseq").numpy()
+        return transform_cells(matrix, "perturbseq")
 
     control = transformed(adata.X[labels == "control"])
     model_distances, control_distances = [], []

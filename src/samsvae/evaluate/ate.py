@@ -136,6 +136,28 @@ def model_average_treatment_effect_draws(
     return torch.cat(draws)
 
 
+def transform_cells(block: sp.spmatrix | np.ndarray, method: ATEMethod) -> np.ndarray:
+    """g(x) of a block of cells (rows, sparse or dense) as a dense float64 array."""
+    dense = block.toarray() if sp.issparse(block) else np.asarray(block)
+    return transform(torch.from_numpy(dense.astype(np.float64)), method).numpy()
+
+
+def transformed_cells_of(
+    expression: sp.csr_matrix | np.ndarray,
+    labels: np.ndarray,
+    label: str,
+    method: ATEMethod,
+    *,
+    needed_for: str,
+) -> np.ndarray:
+    """g(x) of the cells labelled ``label``, (n_cells, G); refuses a label with no cells."""
+    rows = np.flatnonzero(labels == label)
+    if len(rows) == 0:
+        msg = f"No cells are labelled {label!r}; {needed_for} needs observed cells for it."
+        raise ValueError(msg)
+    return transform_cells(expression[rows], method)
+
+
 def data_average_treatment_effects(
     expression: sp.csr_matrix | np.ndarray,
     labels: np.ndarray,
@@ -147,13 +169,8 @@ def data_average_treatment_effects(
     """Mean g(x) of cells labelled ``a`` minus that of control cells; (len(interventions), G)."""
 
     def group_mean(label: str) -> np.ndarray:
-        rows = np.flatnonzero(labels == label)
-        if len(rows) == 0:
-            msg = f"No cells are labelled {label!r}; data ATE needs observed cells for it."
-            raise ValueError(msg)
-        block = expression[rows]
-        block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        return transform(torch.from_numpy(block.astype(np.float64)), method).mean(0).numpy()
+        values = transformed_cells_of(expression, labels, label, method, needed_for="data ATE")
+        return values.mean(0)
 
     control_mean = group_mean(control)
     return np.stack([group_mean(a) - control_mean for a in interventions])

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from samsvae.evaluate.ate import ATEMethod, transform
+from samsvae.evaluate.ate import ATEMethod, transform_cells
 
 BASELINES = ("control_mean", "perturbed_mean", "additive", "ridge")
 _CHUNK_ROWS = 10_000
@@ -53,9 +52,7 @@ class EffectBaselines:
 
 def _transformed_chunks(expression: sp.csr_matrix | np.ndarray, method: ATEMethod):
     for start in range(0, expression.shape[0], _CHUNK_ROWS):
-        block = expression[start : start + _CHUNK_ROWS]
-        block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        yield start, transform(torch.from_numpy(block.astype(np.float64)), method).numpy()
+        yield start, transform_cells(expression[start : start + _CHUNK_ROWS], method)
 
 
 def fit_effect_baselines(

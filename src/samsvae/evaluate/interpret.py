@@ -33,7 +33,7 @@ from samsvae.evaluate.ate import (
     PERTURBSEQ_SCALE,
     ATEMethod,
     model_average_treatment_effect_draws,
-    transform,
+    transformed_cells_of,
 )
 from samsvae.models.cpa_vae import UnmaskedGuide
 from samsvae.models.guides import MeanFieldGuide, mean_field_embedding_distribution
@@ -414,16 +414,13 @@ def data_genetic_interactions(
     rng = np.random.default_rng(seed)
     means, replicates = {}, {}
     for group in groups:
-        rows = np.flatnonzero(labels == group)
-        if len(rows) == 0:
-            msg = f"No cells are labelled {group!r}; its genetic interactions need observed cells."
-            raise ValueError(msg)
-        block = expression[rows]
-        block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        values = transform(torch.from_numpy(block.astype(np.float64)), method).numpy()
+        values = transformed_cells_of(
+            expression, labels, group, method, needed_for="a genetic interaction"
+        )
+        n_cells = len(values)
         means[group] = values.mean(0)
-        weights = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), n_bootstrap)
-        replicates[group] = weights @ values / len(rows)  # (n_bootstrap, n_genes)
+        weights = rng.multinomial(n_cells, np.full(n_cells, 1 / n_cells), n_bootstrap)
+        replicates[group] = weights @ values / n_cells  # (n_bootstrap, n_genes)
 
     def gi(table: dict[str, np.ndarray]) -> np.ndarray:
         return np.stack(
