@@ -51,9 +51,7 @@ def train_one_epoch(path: str) -> dict[str, float]:
     start = time.perf_counter()
     adata = read_backed(path)
     samsvae.SAMSVAE.setup_anndata(adata)
-    model = samsvae.SAMSVAE(
-        adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field"
-    )
+    model = samsvae.SAMSVAE(adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field")
     model.train(max_epochs=1, batch_size=1024, train_size=0.95, progress_bar=False)
     seconds = time.perf_counter() - start
     status = Path("/proc/self/status").read_text().splitlines()
@@ -91,7 +89,8 @@ def main() -> None:
     (RESULTS / "out_of_core.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["| cells | file (MB) | epoch incl. setup (s) | peak RSS (MB) |", "|---|---|---|---|"]
     lines += [
-        f"| {r['n_cells']:,} | {r['file_mb']} | {r['seconds']} | {r['peak_rss_mb']} |" for r in rows
+        f"| {r['n_cells']:,} | {r['file_mb']} | {r['seconds']} | {r['peak_rss_mb']} |"
+        for r in rows
     ]
     lines.append(f"\nPeak RSS growth from the smallest to the largest: {growth:.1%}.")
     (RESULTS / "out_of_core.md").write_text("\n".join(lines) + "\n")

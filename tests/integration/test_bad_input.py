@@ -19,7 +19,8 @@ def _with_value(adata: ad.AnnData, value: float) -> ad.AnnData:
 
 
 def test_missing_perturbation_key_names_the_columns(tiny_adata: ad.AnnData) -> None:
-    with pytest.raises(ValueError, match=r"perturbation_key='guide' is not a column.*perturbation"):
+    message = r"perturbation_key='guide' is not a column.*perturbation"
+    with pytest.raises(ValueError, match=message):
         samsvae.SAMSVAE.setup_anndata(tiny_adata, perturbation_key="guide")
     assert "samsvae" not in tiny_adata.uns
 

@@ -196,6 +196,7 @@ class ShardedBatches:
     """
 
     batch_sampler = None  # read by Lightning, which calls sampler.set_epoch
+
     def __init__(
         self, dataset: CellDataset, rows: np.ndarray, *, batch_size: int, shuffle: bool, seed: int
     ) -> None:
@@ -242,6 +243,7 @@ class StreamingBatches:
     """
 
     batch_sampler = None  # read by Lightning, which calls sampler.set_epoch
+
     def __init__(
         self,
         dataset: DiskCellDataset,
