@@ -85,6 +85,12 @@ def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def _check_ate_method(method: str) -> None:
+    if method not in ATE_METHODS:
+        msg = f"method={method!r} is not supported; choose one of {list(ATE_METHODS)}."
+        raise ValueError(msg)
+
+
 def _is_distributed(config: TrainConfig) -> bool:
     """Whether training may run on several processes (data parallelism)."""
     return (
@@ -542,9 +548,7 @@ class PerturbationModel:
         ``perturbations`` defaults to every label seen in the training data. Returns AnnData
         (interventions x genes) with the effects in X and ``uns["ate_method"]``.
         """
-        if method not in ATE_METHODS:
-            msg = f"method={method!r} is not supported; choose one of {list(ATE_METHODS)}."
-            raise ValueError(msg)
+        _check_ate_method(method)
         if perturbations is None:
             perturbations = self._observed_interventions()
         dosage = self._dosage_rows(perturbations)
@@ -585,9 +589,7 @@ class PerturbationModel:
         if not 0 < level < 1:
             msg = f"level={level!r} must lie strictly between 0 and 1 (e.g. 0.9)."
             raise ValueError(msg)
-        if method not in ATE_METHODS:
-            msg = f"method={method!r} is not supported; choose one of {list(ATE_METHODS)}."
-            raise ValueError(msg)
+        _check_ate_method(method)
         perturbations = self._observed_interventions() if perturbations is None else perturbations
         with _seeded(seed):
             draws = model_average_treatment_effect_draws(
@@ -781,6 +783,7 @@ class PerturbationModel:
         ``"data"``: the training AnnData's cells, ``n_samples`` bootstrap replicates over cells.
         ``combinations`` defaults to the two-way combinations observed in the training data.
         """
+        _check_ate_method(method)
         delimiter = self.design.combination_delimiter
         if combinations is None:
             combinations = [c for c in self._observed_interventions() if delimiter in c]
