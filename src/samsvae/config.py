@@ -87,8 +87,7 @@ class ConditionalVAEConfig:
     likelihood: Likelihood = "nb"
 
     def __post_init__(self) -> None:
-        for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
-            _check_positive_int(name, getattr(self, name))
+        _check_sizes(self)
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
 
 
@@ -108,8 +107,7 @@ class SVAEPlusConfig:
     gumbel_temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
-            _check_positive_int(name, getattr(self, name))
+        _check_sizes(self)
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_mask_prior(self)
 
@@ -125,6 +123,12 @@ def _beta_prior(mean: float, concentration: float | None) -> tuple[float, float]
     return mean * concentration, (1 - mean) * concentration
 
 
+def _check_sizes(config: Any) -> None:
+    """The network and sampling sizes every model configuration has are integers >= 1."""
+    for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
+        _check_positive_int(name, getattr(config, name))
+
+
 def _check_mask_prior(config: SAMSVAEConfig | SVAEPlusConfig) -> None:
     if not 0 < config.mask_prior < 1:
         msg = f"mask_prior={config.mask_prior!r} must lie strictly between 0 and 1 (e.g. 0.01)."
@@ -136,8 +140,7 @@ def _check_mask_prior(config: SAMSVAEConfig | SVAEPlusConfig) -> None:
 
 def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:
     """Checks of the fields every latent perturbation model has."""
-    for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
-        _check_positive_int(name, getattr(config, name))
+    _check_sizes(config)
     _check_positive("embedding_prior_scale", config.embedding_prior_scale)
     _check_choice("likelihood", config.likelihood, LIKELIHOODS)
     _check_choice("encoder_input", config.encoder_input, ENCODER_INPUTS)
