@@ -67,11 +67,19 @@ def workers() -> Iterator[list[subprocess.Popen]]:
 
 
 def _start(
-    workers: list, config: Path, storage: str, name: str, out: Path, n_trials: int
+    workers: list,
+    config: Path,
+    storage: str,
+    name: str,
+    out: Path,
+    n_trials: int,
+    *,
+    heartbeat: tuple[int, int] = (1, 3),
 ) -> list[subprocess.Popen]:
+    """Start two workers; ``heartbeat`` is (interval, grace period) in seconds."""
     command = [sys.executable, "-m", "samsvae.cli", "sweep", str(config), "--n-trials"]
     command += [str(n_trials), "--storage", storage, "--study-name", name, "--out", str(out)]
-    command += ["--heartbeat-interval", "1", "--grace-period", "3"]
+    command += ["--heartbeat-interval", str(heartbeat[0]), "--grace-period", str(heartbeat[1])]
     for _ in range(2):
         workers.append(
             subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -88,7 +96,12 @@ def test_two_workers_share_one_study_and_aggregate_makes_the_table(
     tmp_path: Path, storage: str, workers: list
 ) -> None:
     name, out = f"share-{uuid.uuid4().hex[:8]}", tmp_path / "sweep"
-    for worker in _start(workers, _sweep_config(tmp_path, max_steps=2), storage, name, out, 4):
+    config = _sweep_config(tmp_path, max_steps=2)
+    # A long grace period, so that the worker held below is not taken for dead; rare heartbeats,
+    # so that it is very unlikely to be held in the middle of writing one.
+    started = _start(workers, config, storage, name, out, 4, heartbeat=(10, 300))
+    _hold_the_first_until_the_other_runs_a_trial(started, storage, name)
+    for worker in started:
         _finish(worker)
     trials = _trials(storage, name)
     complete = [t for t in trials if t.state == STATES.COMPLETE]
@@ -134,16 +147,37 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_other_finishes_the_study(
 
 def _kill_during_a_trial(worker: subprocess.Popen, storage: str, name: str) -> int:
     """SIGKILL ``worker`` while it runs a trial; return that trial's number."""
+    _, trial = _running_trial(storage, name, {worker.pid})
+    os.kill(worker.pid, signal.SIGKILL)
+    return trial
+
+
+def _hold_the_first_until_the_other_runs_a_trial(
+    workers: list[subprocess.Popen], storage: str, name: str
+) -> None:
+    """Stop (SIGSTOP) whichever worker first runs a trial until the other runs one too, so that
+    both share the study however unequal their start-up times on a loaded machine."""
+    pids = {worker.pid for worker in workers}
+    first, _ = _running_trial(storage, name, pids)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        _running_trial(storage, name, pids - {first})
+    finally:
+        os.kill(first, signal.SIGCONT)
+
+
+def _running_trial(storage: str, name: str, pids: set[int]) -> tuple[int, int]:
+    """(pid, trial number) of a trial run by one of ``pids`` once its parameters are stored, so
+    that the worker is training, not writing to the database."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         for trial in _trials(storage, name, must_exist=False):
-            if trial.state == STATES.RUNNING and trial.user_attrs.get("worker", "").endswith(
-                f":{worker.pid}"
-            ):
-                os.kill(worker.pid, signal.SIGKILL)
-                return trial.number
+            pid = trial.user_attrs.get("worker", ":").rsplit(":", 1)[1]
+            running = trial.state == STATES.RUNNING and set(trial.params) == set(SWEEP)
+            if running and pid.isdigit() and int(pid) in pids:
+                return int(pid), trial.number
         time.sleep(0.2)
-    pytest.fail("the worker to kill never ran a trial")
+    pytest.fail(f"none of the workers {sorted(pids)} ran a trial")
 
 
 def _trials(storage: str, name: str, *, must_exist: bool = True) -> list[optuna.trial.FrozenTrial]:
