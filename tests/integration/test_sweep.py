@@ -21,6 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from samsvae.cli import main
 from samsvae.experiment import read_config
@@ -184,7 +185,11 @@ def _trials(storage: str, name: str, *, must_exist: bool = True) -> list[optuna.
     """The study's trials, read without creating tables (workers may be creating them)."""
     rdb = None
     try:
-        rdb = optuna.storages.RDBStorage(storage, skip_table_creation=True)
+        # NullPool: a connection is closed when released, also when the storage fails to load
+        # (tables not created yet), instead of lingering in a pool that is never disposed.
+        rdb = optuna.storages.RDBStorage(
+            storage, skip_table_creation=True, engine_kwargs={"poolclass": NullPool}
+        )
         return rdb.get_all_trials(rdb.get_study_id_from_name(name))
     except (KeyError, SQLAlchemyError, optuna.exceptions.StorageInternalError):
         if must_exist:
