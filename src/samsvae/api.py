@@ -85,6 +85,10 @@ def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def _on(value: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if value is None else value.to(device)
+
+
 def _check_ate_method(method: str) -> None:
     if method not in ATE_METHODS:
         msg = f"method={method!r} is not supported; choose one of {list(ATE_METHODS)}."
@@ -122,7 +126,12 @@ class PerturbationModel:
             design = self._design_from_setup(adata)
         self.design = design
         with _seeded(0):  # the same configuration always starts from the same weights
-            self.module = self.module_cls(design.n_genes, design.n_perturbations, config)
+            self.module = self.module_cls(
+                design.n_genes,
+                design.n_perturbations,
+                config,
+                covariate_sizes=tuple(map(len, design.covariate_categories)),
+            )
         self.history: pd.DataFrame | None = None
         self.is_trained = False
         if adata is not None:
@@ -140,8 +149,9 @@ class PerturbationModel:
         combination_delimiter: str = "+",
         dosage_key: str | None = None,
         dosage_encoding: Literal["additive", "unique"] = "additive",
+        covariate_keys: Sequence[str] | None = None,
     ) -> None:
-        """Register where the counts and perturbation labels of ``adata`` live.
+        """Register where the counts, perturbation labels and covariates of ``adata`` live.
 
         Parameters
         ----------
@@ -163,6 +173,11 @@ class PerturbationModel:
             ``"additive"``: a combination's dosage is the sum of its singles' one-hot rows, so
             unseen combinations of trained singles can be predicted. ``"unique"``: every label is
             a perturbation of its own (combinations cannot be composed).
+        covariate_keys
+            Optional categorical ``adata.obs`` columns (batch, donor, cell line) that condition
+            the encoder and the decoder, so that batch differences are not read as effects.
+            Their categories are those present in ``adata``; predictions and treatment effects
+            average over the training cells' categories unless given ``covariates``.
 
         Notes
         -----
@@ -183,6 +198,7 @@ class PerturbationModel:
             dosage_key=dosage_key,
             combination_delimiter=combination_delimiter,
         )
+        covariate_keys = validate.check_covariate_keys(adata, covariate_keys, perturbation_key)
         adata.uns[SETUP_KEY] = {
             "perturbation_key": perturbation_key,
             "control": control,
@@ -190,6 +206,7 @@ class PerturbationModel:
             "combination_delimiter": combination_delimiter,
             "dosage_key": dosage_key,
             "dosage_encoding": dosage_encoding,
+            "covariate_keys": covariate_keys,
         }
 
     @staticmethod
@@ -224,8 +241,15 @@ class PerturbationModel:
         if not names:
             msg = "adata has no perturbed cells: every cell carries the control label."
             raise ValueError(msg)
+        covariate_keys = tuple(setup.pop("covariate_keys", None) or ())  # absent before 0.3
         return PerturbationDesign(
-            perturbations=names, genes=tuple(map(str, adata.var_names)), **setup
+            perturbations=names,
+            genes=tuple(map(str, adata.var_names)),
+            covariate_keys=covariate_keys,
+            covariate_categories=tuple(
+                tuple(sorted(map(str, adata.obs[key].unique()))) for key in covariate_keys
+            ),
+            **setup,
         )
 
     # --- data access --------------------------------------------------------------------------
@@ -268,10 +292,31 @@ class PerturbationModel:
             validate.check_anndata(adata)
             validate.check_genes_match(adata, self.design)
             self._check_expression(adata)
-        expression = self._expression(adata)
+        expression, dosage = self._expression(adata), self._dosage(adata)
+        covariates = self._covariates(adata)
         if streaming.is_on_disk(expression):
-            return adata, streaming.DiskCellDataset(expression, self._dosage(adata))
-        return adata, CellDataset(expression, self._dosage(adata))
+            return adata, streaming.DiskCellDataset(expression, dosage, covariates)
+        return adata, CellDataset(expression, dosage, covariates)
+
+    def _covariates(self, adata: ad.AnnData) -> np.ndarray | None:
+        """One-hot covariate rows of ``adata``'s cells, or None for a model without."""
+        validate.check_covariates_present(adata, self.design.covariate_keys)
+        return self.design.encode_covariates(adata.obs)
+
+    def _covariate_row(self, covariates: Mapping[str, str] | None) -> torch.Tensor | None:
+        """The one-hot row of a ``{key: category}`` choice naming every covariate key, or None
+        (each particle then draws the covariates from the training shares)."""
+        if covariates is None:
+            return None
+        keys = self.design.covariate_keys
+        if not keys or set(covariates) != set(keys):
+            msg = (
+                f"covariates={dict(covariates)!r} must give one category for each covariate key "
+                f"of the model, {list(keys)}; pass None to average over the training cells."
+            )
+            raise ValueError(msg)
+        obs = pd.DataFrame({key: [str(covariates[key])] for key in keys})
+        return torch.from_numpy(self.design.encode_covariates(obs)[0])
 
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
@@ -431,7 +476,11 @@ class PerturbationModel:
         return {
             "model_class": type(self).__name__,
             **dataclasses.asdict(self.config),
-            "genes_and_perturbations": _digest(self.design.genes + self.design.perturbations),
+            "genes_and_perturbations": _digest(
+                self.design.genes
+                + self.design.perturbations
+                + tuple(self.design.covariate_columns())
+            ),
             "train_and_validation_cells": _digest(cells.tobytes()),
         }
 
@@ -445,6 +494,9 @@ class PerturbationModel:
         n_t = torch.as_tensor(stats.n_cells_per_perturbation, dtype=torch.float32)
         module.n_cells_per_perturbation.copy_(n_t)
         module.reference_library_size.fill_(max(stats.median_library_size, 1.0))
+        if dataset.covariates is not None:  # each category's share of the training cells
+            shares = torch.as_tensor(dataset.covariates[rows].mean(0), dtype=torch.float32)
+            module.covariate_frequencies.copy_(shares)
 
     # --- getters ------------------------------------------------------------------------------
     def get_mask_probabilities(self) -> pd.DataFrame:
@@ -483,7 +535,11 @@ class PerturbationModel:
                 batch = batch.to(self._device())
                 sample = self.module.sample_globals(batch.perturbation_index, n_samples)
                 z = self.module.posterior_latent_mean(
-                    batch.counts, batch.dosage, sample, full=latent == "full"
+                    batch.counts,
+                    batch.dosage,
+                    sample,
+                    full=latent == "full",
+                    covariates=batch.covariates,
                 )
                 out.append(z.mean(0).cpu().numpy())
         return np.concatenate(out)
@@ -502,15 +558,19 @@ class PerturbationModel:
         *,
         n_samples: int = 100,
         library_size: float | None = None,
+        covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
     ) -> ad.AnnData:
         """Generate ``n_samples`` cells for each requested perturbation or '+' combination.
 
         Each cell draws the globals from q and z_basal from the prior. ``library_size`` defaults to
-        the median training library size. Returns AnnData (len(perturbations) * n_samples, genes)
-        with ``obs["perturbation"]``.
+        the median training library size. For a model with covariates, ``covariates`` fixes
+        them (``{"batch": "b1"}``, one category per key); by default each sample draws them
+        from the training cells' shares. Returns AnnData (len(perturbations) * n_samples,
+        genes) with ``obs["perturbation"]``.
         """
         dosage = self._dosage_rows(perturbations)
+        covariate_row = self._covariate_row(covariates)
         labels = [
             str(p) for p in ([perturbations] if isinstance(perturbations, str) else perturbations)
         ]
@@ -521,7 +581,9 @@ class PerturbationModel:
         with _seeded(seed):
             sample = self.module.sample_globals(index.to(self._device()), n_samples)
             rows = dosage[:, index].to(self._device())
-            x = self.module.generate(rows, sample, library)  # (n_samples, R, G)
+            x = self.module.generate(
+                rows, sample, library, covariates=_on(covariate_row, self._device())
+            )  # (n_samples, R, G)
         x = x.transpose(0, 1).reshape(-1, self.design.n_genes).cpu().numpy()
         obs = pd.DataFrame(
             {"perturbation": pd.Categorical(np.repeat(labels, n_samples))},
@@ -537,13 +599,15 @@ class PerturbationModel:
         n_samples: int = 2500,
         library_size: float = 1e4,
         share_basal: bool = False,
+        covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
     ) -> ad.AnnData:
         """Model ATE of each perturbation against the control (DESIGN.md §5).
 
         ``share_basal=True`` reuses each particle's basal state for the control and every
         intervention (common random numbers: same expectation, lower variance); the default
-        reproduces the paper's estimator.
+        reproduces the paper's estimator. A model with covariates averages the effect over the
+        training cells' categories, or takes it at ``covariates`` (one category per key).
 
         ``perturbations`` defaults to every label seen in the training data. Returns AnnData
         (interventions x genes) with the effects in X and ``uns["ate_method"]``.
@@ -560,6 +624,7 @@ class PerturbationModel:
                 n_samples=n_samples,
                 library_size=library_size,
                 share_basal=share_basal,
+                covariates=self._covariate_row(covariates),
             )
         return self._effects_anndata(effects.numpy(), perturbations, method)
 
@@ -572,6 +637,7 @@ class PerturbationModel:
         n_global_samples: int = 100,
         n_samples_per_global: int = 100,
         library_size: float = 1e4,
+        covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
     ) -> ad.AnnData:
         """Posterior intervals of the treatment effects from draws of the global variables.
@@ -581,7 +647,8 @@ class PerturbationModel:
         the central ``level`` interval of those draws bounds each effect. The spread includes the
         Monte-Carlo error of the inner estimate (intervals are a little conservative; raise
         ``n_samples_per_global`` to shrink it). A model without global variables (conditional
-        VAE) has only that Monte-Carlo spread.
+        VAE) has only that Monte-Carlo spread. ``covariates`` as in
+        :meth:`average_treatment_effects`.
 
         Returns AnnData (interventions x genes): X the mean of the draws, ``layers["lower"]`` and
         ``layers["upper"]`` the interval, ``uns["level"]`` and ``uns["ate_method"]``.
@@ -599,6 +666,7 @@ class PerturbationModel:
                 n_global_samples=n_global_samples,
                 n_samples_per_global=n_samples_per_global,
                 library_size=library_size,
+                covariates=self._covariate_row(covariates),
             ).numpy()
         tail = (1 - level) / 2
         result = self._effects_anndata(draws.mean(0), perturbations, method)
@@ -719,20 +787,62 @@ class PerturbationModel:
         table["leaf_order"] = np.argsort(clustering.order)
         return table.iloc[clustering.order]
 
+    def get_latent_programs(
+        self,
+        *,
+        rotation: interpret.ProgramRotation = "varimax",
+        n_samples: int = 1000,
+        seed: int | None = 0,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Latent programs: an orthonormal basis of the latent space in which the perturbations'
+        expected shifts E_q[e_t * m_t] are sparse (``"varimax"`` rotation; ``"none"``: the
+        latent axes). Use it when the masks are dense: the latent axes are then mixtures of
+        mechanisms, while the rotated axes can point at them (``evaluate.interpret``).
+
+        Returns ``(loadings, directions)``: loadings (perturbations x programs) is how far each
+        perturbation shifts the cell along each program; directions (programs x latents) are
+        the unit vectors of the programs. Programs are ordered by their sum of squared loadings.
+        """
+        self._require_globals("get_latent_programs")
+        posterior = self.get_global_posterior(n_samples=n_samples, seed=seed)
+        shifts = posterior["shift_mean"].to_numpy().reshape(self.design.n_perturbations, -1)
+        programs = interpret.latent_programs(shifts, rotation=rotation)
+        names = self._program_names(rotation)
+        loadings = pd.DataFrame(programs.loadings, index=self.design.perturbations, columns=names)
+        directions = pd.DataFrame(programs.directions, index=names, columns=self._latent_names())
+        return loadings, directions
+
+    def _program_names(self, rotation: str) -> list[str]:
+        # Rotated programs are not latent dimensions: name them apart.
+        prefix = "latent" if rotation == "none" else "program"
+        return [f"{prefix}{k}" for k in range(self.config.n_latent)]
+
     def get_latent_gene_effects(
-        self, *, step: float = 1.0, n_top: int | None = None
+        self,
+        *,
+        step: float = 1.0,
+        n_top: int | None = None,
+        rotation: interpret.ProgramRotation = "none",
     ) -> pd.DataFrame:
-        """Genes each latent dimension moves: f(step e_k) - f(0) at the basal mean z = 0.
+        """Genes each latent program moves: f(step d) - f(0) at the basal mean z = 0, with d a
+        latent axis (``rotation="none"``) or a program direction of :meth:`get_latent_programs`
+        (``"varimax"``).
 
         f is the decoder's log expected normalised expression (natural log; for the ``normal``
         likelihood, the expected value). Returns a long table (latent, rank, gene, effect),
-        ranked by |effect| within each latent dimension; ``n_top`` keeps the first rows of each.
+        ranked by |effect| within each program; ``n_top`` keeps the first rows of each.
         """
         self._require_globals("get_latent_gene_effects")
+        if rotation == "none":  # the axes themselves: no posterior summary needed
+            directions = pd.DataFrame(np.eye(self.config.n_latent), index=self._latent_names())
+        else:
+            _, directions = self.get_latent_programs(rotation=rotation)
         decode = interpret.decoder_expression_scale(self.module)
-        response = interpret.latent_gene_response(decode, self.config.n_latent, step=step)
+        response = interpret.latent_gene_response(
+            decode, self.config.n_latent, step=step, directions=directions.to_numpy()
+        )
         return interpret.rank_genes(
-            response.numpy(), self.design.genes, latent_names=self._latent_names(), n_top=n_top
+            response.numpy(), self.design.genes, latent_names=directions.index, n_top=n_top
         )
 
     def gene_set_enrichment(

@@ -24,6 +24,7 @@ class Batch:
     present in the batch; library_size (B,) observed row sums; index (B,) rows of the dataset.
     ``shard`` is set when the batch is one rank's part of a global batch (data parallelism);
     ``perturbation_index`` then lists the perturbations of the whole global batch.
+    ``covariates`` (B, n_covariates) holds one-hot covariate rows, or None for a model without.
     """
 
     counts: torch.Tensor
@@ -32,6 +33,7 @@ class Batch:
     library_size: torch.Tensor
     index: torch.Tensor
     shard: Shard | None = None
+    covariates: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         """Copy every tensor to ``device``."""
@@ -42,4 +44,5 @@ class Batch:
             library_size=self.library_size.to(device),
             index=self.index.to(device),
             shard=self.shard,
+            covariates=None if self.covariates is None else self.covariates.to(device),
         )

@@ -3,6 +3,9 @@
 A label is the control label, one perturbation name, or several names joined by the combination
 delimiter ("A+B"). A control cell has an all-zero dosage row; a combination is the sum of its
 singles' one-hot rows. A ready dosage matrix may come from ``adata.obsm`` instead.
+
+Covariates (batch, donor, cell line) are categorical ``adata.obs`` columns; each becomes a block
+of one-hot columns, and the blocks are concatenated into one (n_cells, n_covariates) row per cell.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class PerturbationDesign:
     layer: str | None = None
     dosage_key: str | None = None
     dosage_encoding: str = "additive"
+    covariate_keys: tuple[str, ...] = ()
+    covariate_categories: tuple[tuple[str, ...], ...] = ()
 
     @property
     def n_perturbations(self) -> int:
@@ -39,6 +44,40 @@ class PerturbationDesign:
     def n_genes(self) -> int:
         """Number of modelled genes G."""
         return len(self.genes)
+
+    @property
+    def n_covariates(self) -> int:
+        """Width of the one-hot covariate rows: the number of categories over all keys."""
+        return sum(map(len, self.covariate_categories))
+
+    def covariate_columns(self) -> list[str]:
+        """Names of the one-hot covariate columns, ``"key=category"``."""
+        return [
+            f"{key}={category}"
+            for key, categories in zip(self.covariate_keys, self.covariate_categories, strict=True)
+            for category in categories
+        ]
+
+    def encode_covariates(self, obs: pd.DataFrame) -> np.ndarray | None:
+        """One-hot covariate rows (len(obs), n_covariates) float32, or None without covariates.
+
+        Every category must be one the model was set up with.
+        """
+        if not self.covariate_keys:
+            return None
+        blocks = []
+        for key, categories in zip(self.covariate_keys, self.covariate_categories, strict=True):
+            codes = pd.Categorical(obs[key].astype(str), categories=list(categories)).codes
+            unknown = obs[key][codes < 0]
+            if len(unknown):
+                msg = (
+                    f"adata.obs[{key!r}] has categories the model was not set up with: "
+                    f"{sorted(map(str, unknown.unique()))[:5]}; known: {list(categories)[:10]}. "
+                    "Predict only for categories seen at setup, or set up and train again."
+                )
+                raise ValueError(msg)
+            blocks.append(np.eye(len(categories), dtype=np.float32)[codes])
+        return np.concatenate(blocks, axis=1)
 
     def split_label(self, label: str) -> list[str]:
         """Names of the perturbations in ``label`` (empty for the control).
@@ -75,6 +114,8 @@ class PerturbationDesign:
         values = dataclasses.asdict(self)
         values["perturbations"] = list(self.perturbations)
         values["genes"] = list(self.genes)
+        values["covariate_keys"] = list(self.covariate_keys)
+        values["covariate_categories"] = [list(c) for c in self.covariate_categories]
         return values
 
     @classmethod
@@ -83,6 +124,10 @@ class PerturbationDesign:
         values = dict(values)
         values["perturbations"] = tuple(values["perturbations"])
         values["genes"] = tuple(values["genes"])
+        values["covariate_keys"] = tuple(values.get("covariate_keys", ()))
+        values["covariate_categories"] = tuple(
+            tuple(categories) for categories in values.get("covariate_categories", ())
+        )
         return cls(**values)
 
 

@@ -75,12 +75,24 @@ class TrainingStatistics:
     median_library_size: float
 
 
-class CellDataset(Dataset):
-    """Rows of an expression matrix with their dosage; ``dataset[list_of_rows]`` is a Batch."""
+def covariate_rows(covariates: np.ndarray | None, rows: np.ndarray) -> torch.Tensor | None:
+    """The one-hot covariate rows of ``rows`` as a tensor, or None without covariates."""
+    return None if covariates is None else torch.from_numpy(covariates[rows])
 
-    def __init__(self, expression: sp.csr_matrix | np.ndarray, dosage: sp.csr_matrix) -> None:
+
+class CellDataset(Dataset):
+    """Rows of an expression matrix with their dosage (and one-hot covariates, if any);
+    ``dataset[list_of_rows]`` is a Batch."""
+
+    def __init__(
+        self,
+        expression: sp.csr_matrix | np.ndarray,
+        dosage: sp.csr_matrix,
+        covariates: np.ndarray | None = None,
+    ) -> None:
         self.expression = expression
         self.dosage = dosage
+        self.covariates = covariates
         self.library_size = np.maximum(library_sizes(expression), 1.0).astype(np.float32)
 
     def __len__(self) -> int:
@@ -98,6 +110,7 @@ class CellDataset(Dataset):
             perturbation_index=torch.from_numpy(present.astype(np.int64)),
             library_size=torch.from_numpy(self.library_size[rows]),
             index=torch.from_numpy(rows.astype(np.int64)),
+            covariates=covariate_rows(self.covariates, rows),
         )
 
     def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
@@ -222,6 +235,8 @@ class DeviceBatches:
         self.dosage = torch.as_tensor(dataset.dosage[rows].toarray(), device=self.device)
         self.library_size = torch.as_tensor(dataset.library_size[rows], device=self.device)
         self.rows = torch.as_tensor(rows.astype(np.int64), device=self.device)
+        covariates = covariate_rows(dataset.covariates, rows)
+        self.covariates = None if covariates is None else covariates.to(self.device)
         self.batch_size = batch_size
         self.sampler = EpochBatches(len(rows), batch_size=batch_size, shuffle=shuffle, seed=seed)
 
@@ -241,6 +256,7 @@ class DeviceBatches:
                 perturbation_index=present,
                 library_size=self.library_size[positions],
                 index=self.rows[positions],
+                covariates=None if self.covariates is None else self.covariates[positions],
             )
 
 
@@ -250,6 +266,9 @@ def fits_on_device(
     """Whether dense counts and dosage of ``n_rows`` cells fit in ``fraction`` of free memory."""
     if device.type != "cuda":
         return False
-    n_bytes = 4 * n_rows * (dataset.expression.shape[1] + dataset.dosage.shape[1] + 2)
+    n_covariates = 0 if dataset.covariates is None else dataset.covariates.shape[1]
+    n_bytes = (
+        4 * n_rows * (dataset.expression.shape[1] + dataset.dosage.shape[1] + n_covariates + 2)
+    )
     free, _ = torch.cuda.mem_get_info(device)
     return n_bytes < fraction * free

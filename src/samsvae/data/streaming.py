@@ -29,6 +29,7 @@ from samsvae.data.batch import Batch, Shard
 from samsvae.data.loaders import (
     EpochBatches,
     TrainingStatistics,
+    covariate_rows,
     gene_moments,
     library_sizes,
     moments_to_statistics,
@@ -109,11 +110,13 @@ def make_batch(
     *,
     rank: int = 0,
     world_size: int = 1,
+    covariates: np.ndarray | None = None,
 ) -> Batch:
     """A Batch of ``rank``'s part of a global batch (all arguments are of the global batch).
 
     ``perturbation_index`` lists the perturbations of the *global* batch, so every rank draws
-    the same global variables as a single process would.
+    the same global variables as a single process would. ``covariates`` holds the one-hot
+    covariate rows of the whole dataset (None without covariates).
     """
     present = np.unique(dosage.indices)  # perturbations carried by some cell of the batch
     shard = None
@@ -130,6 +133,7 @@ def make_batch(
         library_size=torch.from_numpy(library_size.astype(np.float32)),
         index=torch.from_numpy(rows.astype(np.int64)),
         shard=shard,
+        covariates=covariate_rows(covariates, rows),
     )
 
 
@@ -139,7 +143,7 @@ def _clamped_library(counts: sp.csr_matrix | np.ndarray) -> np.ndarray:
 
 
 class DiskCellDataset:
-    """Rows of an on-disk expression matrix with their (in-memory) dosage.
+    """Rows of an on-disk expression matrix with their (in-memory) dosage and covariates.
 
     ``dataset[rows]`` reads the span ``min(rows)..max(rows)`` with one contiguous read (rows of
     an evaluation pass are consecutive) and returns a Batch; nothing is ever densified beyond a
@@ -147,10 +151,16 @@ class DiskCellDataset:
     """
 
     def __init__(
-        self, expression: Any, dosage: sp.csr_matrix, *, chunk_rows: int = _CHUNK_ROWS
+        self,
+        expression: Any,
+        dosage: sp.csr_matrix,
+        covariates: np.ndarray | None = None,
+        *,
+        chunk_rows: int = _CHUNK_ROWS,
     ) -> None:
         self.expression = expression
         self.dosage = dosage
+        self.covariates = covariates
         self.chunk_rows = chunk_rows
 
     def __len__(self) -> int:
@@ -164,7 +174,13 @@ class DiskCellDataset:
         rows = np.asarray(rows)
         first = int(rows.min())
         counts = self.read(first, int(rows.max()) + 1)[rows - first]
-        return make_batch(counts, self.dosage[rows], _clamped_library(counts), rows)
+        return make_batch(
+            counts,
+            self.dosage[rows],
+            _clamped_library(counts),
+            rows,
+            covariates=self.covariates,
+        )
 
     def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
         """Per-gene moments, median library size and n_t of ``rows``, in one pass over the file."""
@@ -222,6 +238,7 @@ class ShardedBatches:
                 rows,
                 rank=rank,
                 world_size=world_size,
+                covariates=data.covariates,
             )
 
 
@@ -306,6 +323,7 @@ class StreamingBatches:
             rows,
             rank=rank,
             world_size=world_size,
+            covariates=self.dataset.covariates,
         )
 
 

@@ -173,6 +173,49 @@ def check_expression(matrix: np.ndarray | sp.spmatrix, *, counts: bool, where: s
             raise ValueError(msg)
 
 
+def check_covariate_keys(
+    adata: AnnData, covariate_keys: Iterable[str] | str | None, perturbation_key: str | None
+) -> list[str]:
+    """Covariate keys are distinct ``adata.obs`` columns other than the perturbation labels,
+    with a value for every cell; returns them as a list (empty for None)."""
+    if covariate_keys is None:
+        return []
+    if isinstance(covariate_keys, str):
+        covariate_keys = [covariate_keys]  # a lone key, not its characters
+    keys = [str(key) for key in covariate_keys]
+    if len(set(keys)) != len(keys):
+        msg = f"covariate_keys={keys!r} names a column twice; list each column once."
+        raise ValueError(msg)
+    if perturbation_key in keys:
+        msg = (
+            f"covariate_keys includes the perturbation column {perturbation_key!r}; covariates "
+            "are other cell attributes (batch, donor), not the perturbation."
+        )
+        raise ValueError(msg)
+    check_covariates_present(adata, keys)
+    for key in keys:
+        missing = adata.obs[key].isna().to_numpy()
+        if missing.any():
+            rows = list(adata.obs_names[missing][:5])
+            msg = (
+                f"adata.obs[{key!r}] has missing values (first cells: {rows}); give every cell "
+                "a category (e.g. 'unknown') or drop those cells."
+            )
+            raise ValueError(msg)
+    return keys
+
+
+def check_covariates_present(adata: AnnData, covariate_keys: Iterable[str]) -> None:
+    """Every covariate key is a column of ``adata.obs``."""
+    absent = [key for key in covariate_keys if key not in adata.obs.columns]
+    if absent:
+        msg = (
+            f"covariate key(s) {absent} are not columns of adata.obs; "
+            f"columns are {list(adata.obs.columns)}."
+        )
+        raise MissingKeyError(msg)
+
+
 def check_genes_match(adata: AnnData, design: PerturbationDesign) -> None:
     """The AnnData has exactly the model's genes in the model's order."""
     genes = tuple(map(str, adata.var_names))

@@ -41,22 +41,28 @@ def _per_draw_means(
     library_size: float,
     particles_per_chunk: int,
     share_basal: bool,
+    covariates: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield, chunk by chunk of global draws, mean g(x) per draw: (n_draws, 1 + A, G).
 
     Row 0 is the control. Each global draw (E, M) ~ q is paired with ``n_samples_per_global``
     draws of z_basal ~ p and counts; all interventions and the particles of a chunk go through
-    the decoder as one batch.
+    the decoder as one batch. ``covariates`` (n_covariates,) fixes the covariates of every
+    particle; by default each particle draws them from the training shares.
     """
     index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
     rows = torch.cat([torch.zeros(1, len(index), dtype=dosage.dtype), dosage[:, index]])
     rows = rows.to(next(module.parameters()).device)
+    if covariates is not None:
+        covariates = covariates.to(rows)
     draws_per_chunk = max(1, particles_per_chunk // n_samples_per_global)
     for start in range(0, n_global_samples, draws_per_chunk):
         n = min(draws_per_chunk, n_global_samples - start)
         sample = module.sample_globals(index.to(rows.device), n)
         sample = sample.repeat_particles(n_samples_per_global)
-        x = module.generate(rows, sample, library_size, share_basal=share_basal)
+        x = module.generate(
+            rows, sample, library_size, share_basal=share_basal, covariates=covariates
+        )
         values = transform(x, method)  # (n * inner, 1 + A, G)
         if n_samples_per_global == 1:  # the plain ATE: no copy of every sample
             yield values
@@ -74,6 +80,7 @@ def model_average_treatment_effects(
     library_size: float = PERTURBSEQ_SCALE,
     particles_per_chunk: int = 250,
     share_basal: bool = False,
+    covariates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Monte-Carlo ATE of each dosage row (n_interventions, T) -> (n_interventions, n_genes).
 
@@ -82,6 +89,8 @@ def model_average_treatment_effects(
     applies g. ``share_basal=True`` uses one z_basal per particle for the control and all
     interventions (common random numbers): the same expectation with less variance. All
     interventions and the particles of a chunk go through the decoder as one batch.
+    A model with covariates draws them per particle from the training shares (an effect
+    averaged over batches), unless ``covariates`` (n_covariates,) fixes one row.
     """
     totals = torch.zeros(dosage.shape[0] + 1, module.n_genes, dtype=torch.float64)
     for chunk in _per_draw_means(
@@ -93,6 +102,7 @@ def model_average_treatment_effects(
         library_size=library_size,
         particles_per_chunk=particles_per_chunk,
         share_basal=share_basal,
+        covariates=covariates,
     ):
         totals += chunk.sum(0).double().cpu()
     means = totals / n_samples
@@ -110,6 +120,7 @@ def model_average_treatment_effect_draws(
     library_size: float = PERTURBSEQ_SCALE,
     particles_per_chunk: int = 250,
     share_basal: bool = True,
+    covariates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Posterior draws of the ATE: one per draw of the global variables from q.
 
@@ -131,6 +142,7 @@ def model_average_treatment_effect_draws(
             library_size=library_size,
             particles_per_chunk=particles_per_chunk,
             share_basal=share_basal,
+            covariates=covariates,
         )
     ]
     return torch.cat(draws)

@@ -36,6 +36,8 @@ def predictive_iwelbo(
     for batch in tqdm(batches, desc="IWELBO", disable=not progress):
         batch = batch.to(device)
         sample = shared.select(batch.perturbation_index)
-        terms = module.local_terms(batch.counts, batch.dosage, batch.library_size, sample)
+        terms = module.local_terms(
+            batch.counts, batch.dosage, batch.library_size, sample, covariates=batch.covariates
+        )
         values.append(iwelbo(terms.log_weight).cpu())
     return torch.cat(values)

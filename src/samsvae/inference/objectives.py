@@ -67,11 +67,12 @@ def plated_elbo_sum(
 def minibatch_elbo(module: SAMSVAEModule, batch: Batch, n_particles: int) -> LossTerms:
     """Draw P particles for ``batch`` and return the negative ELBO per cell as ``loss``."""
     sample = module.sample_globals(batch.perturbation_index, n_particles)
-    if batch.shard is None:
-        local = module.local_terms(batch.counts, batch.dosage, batch.library_size, sample)
-    else:
+    noise = None
+    if batch.shard is not None:
         noise = _shard_basal_noise(batch, n_particles, module.config.n_latent)
-        local = module.local_terms(batch.counts, batch.dosage, batch.library_size, sample, noise)
+    local = module.local_terms(
+        batch.counts, batch.dosage, batch.library_size, sample, noise, batch.covariates
+    )
     global_log_weight = module.global_log_prior(sample) - sample.log_q
     cells_with = (batch.dosage != 0).sum(0).to(local.log_weight.dtype)
     n_t = module.n_cells_per_perturbation[batch.perturbation_index]

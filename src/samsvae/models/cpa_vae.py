@@ -9,6 +9,8 @@ mask prior or guide term enters the ELBO.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -53,8 +55,14 @@ class UnmaskedGuide(nn.Module):
 class CPAVAEModule(SAMSVAEModule):
     """CPA-VAE: the SAMS-VAE module with :class:`UnmaskedGuide` and no mask prior."""
 
-    def __init__(self, n_genes: int, n_perturbations: int, config: CPAVAEConfig) -> None:
-        super().__init__(n_genes, n_perturbations, config)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        n_genes: int,
+        n_perturbations: int,
+        config: CPAVAEConfig,
+        covariate_sizes: Sequence[int] = (),
+    ) -> None:
+        super().__init__(n_genes, n_perturbations, config, covariate_sizes)  # type: ignore[arg-type]
 
     @staticmethod
     def build_guide(n_perturbations: int, config: CPAVAEConfig) -> nn.Module:  # type: ignore[override]

@@ -9,6 +9,8 @@ effects add up in a latent space, which is what the paper compares SAMS-VAE agai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -39,16 +41,23 @@ class NoGlobals(nn.Module):
 class ConditionalVAEModule(SAMSVAEModule):
     """Conditional VAE on the SAMS-VAE trunk: q(z | x, d) and p(x | [z, d])."""
 
-    def __init__(self, n_genes: int, n_perturbations: int, config: ConditionalVAEConfig) -> None:
-        super().__init__(n_genes, n_perturbations, config)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        n_genes: int,
+        n_perturbations: int,
+        config: ConditionalVAEConfig,
+        covariate_sizes: Sequence[int] = (),
+    ) -> None:
+        super().__init__(n_genes, n_perturbations, config, covariate_sizes)  # type: ignore[arg-type]
 
     @staticmethod
     def build_encoder(
         n_genes: int,
         n_perturbations: int,  # type: ignore[override]
         config: ConditionalVAEConfig,
+        n_covariates: int = 0,
     ) -> BasalEncoder:
-        """q(z | x, d): the dosage row takes the place of the latent shift."""
+        """q(z | x, d, c): the dosage row takes the place of the latent shift."""
         return BasalEncoder(
             n_genes,
             config.n_latent,
@@ -56,6 +65,7 @@ class ConditionalVAEModule(SAMSVAEModule):
             config.n_layers,
             use_shift=True,
             n_condition=n_perturbations,
+            n_covariates=n_covariates,
         )
 
     @staticmethod
@@ -80,12 +90,14 @@ class ConditionalVAEModule(SAMSVAEModule):
         full = dosage.new_zeros((dosage.shape[0], self.n_perturbations))
         return full.index_copy(1, index, dosage)
 
-    def _decode(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.cat([z, condition.expand(*z.shape[:-1], -1)], dim=-1))
+    @staticmethod
+    def _with_condition(z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """The decoder input [z, d]."""
+        return torch.cat([z, condition.expand(*z.shape[:-1], -1)], dim=-1)
 
-    def posterior_latent_mean(self, counts, dosage, sample, *, full):  # type: ignore[override]
+    def posterior_latent_mean(self, counts, dosage, sample, *, full, covariates=None):  # type: ignore[override]
         condition = self.condition(dosage, sample.index)
-        loc, _ = self.encoder(self.normalise(counts), condition)
+        loc, _ = self.encoder(self.normalise(counts), condition, covariates)
         return loc.expand(sample.log_q.shape[0], *loc.shape)
 
     def local_terms(
@@ -95,21 +107,22 @@ class ConditionalVAEModule(SAMSVAEModule):
         library_size: torch.Tensor,
         sample: GlobalSample,
         basal_noise: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> LocalTerms:
         """Per-cell ELBO terms, (n_particles, n_cells); P is the particle count of ``sample``."""
         condition = self.condition(dosage, sample.index)
-        loc, scale = self.encoder(self.normalise(counts), condition)  # (B, K)
+        loc, scale = self.encoder(self.normalise(counts), condition, covariates)  # (B, K)
         if basal_noise is None:
             basal_noise = torch.randn(
                 (sample.log_q.shape[0], *loc.shape), dtype=loc.dtype, device=loc.device
             )
         z = loc + scale * basal_noise
-        hidden = self._decode(z, condition)
+        hidden = self.decode(self._with_condition(z, condition), covariates)
         return self.score_locals(
             hidden, counts, library_size, z_basal=z, z_encoded=z, loc=loc, scale=scale
         )
 
-    def generate(self, dosage, sample, library_size, *, share_basal=False):  # type: ignore[override]
+    def generate(self, dosage, sample, library_size, *, share_basal=False, covariates=None):  # type: ignore[override]
         """Sample x for dosage rows under each particle, with z ~ N(0, I)."""
         condition = self.condition(dosage, sample.index)
         n_particles = sample.log_q.shape[0]
@@ -119,5 +132,4 @@ class ConditionalVAEModule(SAMSVAEModule):
             dtype=condition.dtype,
             device=condition.device,
         ).expand(n_particles, condition.shape[0], -1)
-        log_library = torch.as_tensor(library_size, dtype=z.dtype, device=z.device).log()
-        return self.likelihood.sample(self._decode(z, condition), log_library.expand(z.shape[:-1]))
+        return self.sample_counts(self._with_condition(z, condition), library_size, covariates)

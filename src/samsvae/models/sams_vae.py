@@ -7,16 +7,20 @@ Generative model (Bereket & Karaletsos 2023), for cell i with dosage row d_i:
     m_tk  ~ Bernoulli(a)                        mask (global); or Beta-Bernoulli:
             pi_tk ~ Beta(a c, (1 - a) c), m_tk | pi_tk ~ Bernoulli(pi_tk)
     z_i   = z_i^b + sum_t d_it (e_t * m_t)      latent state
-    x_i   ~ p_theta(x | z_i, l_i)               decoder + likelihood head
+    x_i   ~ p_theta(x | z_i, l_i, c_i)          decoder + likelihood head
 
-Guide: q(M) q(E | M) (``models.guides``) and q(z_i^b | x_i, shift_i) (``nn.BasalEncoder``).
+Guide: q(M) q(E | M) (``models.guides``) and q(z_i^b | x_i, shift_i, c_i) (``nn.BasalEncoder``).
+c_i are the cell's one-hot covariates (batch, donor), present only when the model is built with
+``covariate_sizes``; they enter the first layers of encoder and decoder.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from samsvae.config import SAMSVAEConfig
@@ -24,6 +28,7 @@ from samsvae.distributions import bernoulli_log_prob
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide, _normal_log_prob
 from samsvae.models.records import GlobalSample, LocalTerms
 from samsvae.nn import LIKELIHOOD_HEADS, BasalEncoder, ResidualMLP
+from samsvae.nn.networks import required_covariates
 
 NORMALISATION_EPSILON = 1e-6
 
@@ -38,22 +43,41 @@ class SAMSVAEModule(nn.Module):
     Buffers (saved with the weights): ``gene_mean``/``gene_scale`` normalise the encoder input,
     ``n_cells_per_perturbation`` holds n_t of the training cells (the plate sizes of the global
     terms), ``reference_library_size`` is the median training library size used by ``predict``.
+    ``covariate_sizes`` gives the number of categories of each covariate key; with covariates,
+    ``covariate_frequencies`` holds each category's share of the training cells, key by key.
     """
 
-    def __init__(self, n_genes: int, n_perturbations: int, config: SAMSVAEConfig) -> None:
+    def __init__(
+        self,
+        n_genes: int,
+        n_perturbations: int,
+        config: SAMSVAEConfig,
+        covariate_sizes: Sequence[int] = (),
+    ) -> None:
         super().__init__()
         self.config = config
         self.n_genes = n_genes
         self.n_perturbations = n_perturbations
+        self.covariate_sizes = tuple(int(size) for size in covariate_sizes)
         h, n_layers = config.n_hidden, config.n_layers
         self.guide = self.build_guide(n_perturbations, config)
-        self.encoder = self.build_encoder(n_genes, n_perturbations, config)
+        self.encoder = self.build_encoder(n_genes, n_perturbations, config, self.n_covariates)
         self.decoder = ResidualMLP(self.decoder_input_size(n_perturbations, config), h, n_layers)
         self.likelihood = LIKELIHOOD_HEADS[config.likelihood](h, n_genes)
         self.register_buffer("gene_mean", torch.zeros(n_genes))
         self.register_buffer("gene_scale", torch.ones(n_genes))
         self.register_buffer("n_cells_per_perturbation", torch.zeros(n_perturbations))
         self.register_buffer("reference_library_size", torch.tensor(1e4))
+        self.decoder_covariates = None
+        if self.n_covariates:  # no extra weights or buffers (nor draws at init) without covariates
+            self.decoder_covariates = nn.Linear(self.n_covariates, h, bias=False)
+            uniform = [torch.full((size,), 1.0 / size) for size in self.covariate_sizes]
+            self.register_buffer("covariate_frequencies", torch.cat(uniform))
+
+    @property
+    def n_covariates(self) -> int:
+        """Width of the one-hot covariate rows (0 without covariates)."""
+        return sum(self.covariate_sizes)
 
     @staticmethod
     def build_guide(n_perturbations: int, config: SAMSVAEConfig) -> nn.Module:
@@ -73,14 +97,17 @@ class SAMSVAEModule(nn.Module):
         )
 
     @staticmethod
-    def build_encoder(n_genes: int, n_perturbations: int, config: SAMSVAEConfig) -> BasalEncoder:
-        """q(z_basal | x, shift), or q(z_basal | x) when ``encoder_input == "x"``."""
+    def build_encoder(
+        n_genes: int, n_perturbations: int, config: SAMSVAEConfig, n_covariates: int = 0
+    ) -> BasalEncoder:
+        """q(z_basal | x, shift, c), or q(z_basal | x, c) when ``encoder_input == "x"``."""
         return BasalEncoder(
             n_genes,
             config.n_latent,
             config.n_hidden,
             config.n_layers,
             use_shift=config.encoder_input == "x_and_shift",
+            n_covariates=n_covariates,
         )
 
     @staticmethod
@@ -115,6 +142,32 @@ class SAMSVAEModule(nn.Module):
             self.gene_scale + NORMALISATION_EPSILON
         )
 
+    # --- covariates ---------------------------------------------------------------------------
+    def decode(self, z: torch.Tensor, covariates: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder trunk output for z (..., decoder input) and one-hot covariates broadcastable
+        to (..., n_covariates); the covariates are added to the first layer's pre-activation."""
+        if self.decoder_covariates is None:
+            return self.decoder(z)
+        pre = self.decoder.input_layer(z) + self.decoder_covariates(
+            required_covariates(covariates)
+        )
+        return self.decoder.forward_hidden(pre)
+
+    def draw_covariates(self, n_particles: int, like: torch.Tensor) -> torch.Tensor | None:
+        """One covariate row per particle, each key's category drawn from its training share;
+        (n_particles, 1, n_covariates) in ``like``'s dtype and device, None without covariates."""
+        if not self.n_covariates:
+            return None
+        blocks = [
+            F.one_hot(torch.multinomial(shares, n_particles, replacement=True), len(shares))
+            for shares in self.covariate_frequencies.split(self.covariate_sizes)
+        ]
+        return torch.cat(blocks, -1).to(like).unsqueeze(1)
+
+    def average_covariates(self) -> torch.Tensor | None:
+        """The training cells' mean one-hot covariate row (n_covariates,), None without."""
+        return self.covariate_frequencies if self.n_covariates else None
+
     # --- global variables ---------------------------------------------------------------------
     def sample_globals(
         self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None = None
@@ -136,10 +189,13 @@ class SAMSVAEModule(nn.Module):
         return torch.matmul(dosage, sample.shifts)
 
     def encode(
-        self, counts: torch.Tensor, shift: torch.Tensor
+        self,
+        counts: torch.Tensor,
+        shift: torch.Tensor | None,
+        covariates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """loc, scale of q(z_basal | x, shift); (n_particles, n_cells, K) or (n_cells, K)."""
-        return self.encoder(self.normalise(counts), shift)
+        """loc, scale of q(z_basal | x, shift, c); (n_particles, n_cells, K) or (n_cells, K)."""
+        return self.encoder(self.normalise(counts), shift, covariates)
 
     def posterior_latent_mean(
         self,
@@ -148,13 +204,14 @@ class SAMSVAEModule(nn.Module):
         sample: GlobalSample,
         *,
         full: bool,
+        covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean of q(z_basal | .) (or of z = z_basal + shift when ``full``) per global draw.
 
         Returns (n_particles, n_cells, n_latent).
         """
         shift = self.latent_shift(dosage, sample)
-        loc, _ = self.encode(counts, shift)
+        loc, _ = self.encode(counts, shift, covariates)
         return loc.expand_as(shift) + (shift if full else 0)
 
     def local_terms(
@@ -164,19 +221,21 @@ class SAMSVAEModule(nn.Module):
         library_size: torch.Tensor,
         sample: GlobalSample,
         basal_noise: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> LocalTerms:
         """Per-cell ELBO terms for one particle per global draw.
 
         counts (n_cells, n_genes); dosage (n_cells, len(sample.index)); library_size (n_cells,);
-        basal_noise (n_particles, n_cells, K) fixes the reparameterisation noise when given.
+        basal_noise (n_particles, n_cells, K) fixes the reparameterisation noise when given;
+        covariates (n_cells, n_covariates) for a model with covariates.
         """
         shift = self.latent_shift(dosage, sample)  # (P, B, K)
-        loc, scale = self.encode(counts, shift)
+        loc, scale = self.encode(counts, shift, covariates)
         loc, scale = loc.expand_as(shift), scale.expand_as(shift)
         if basal_noise is None:
             basal_noise = torch.randn_like(shift)
         z_basal = loc + scale * basal_noise
-        hidden = self.decoder(z_basal + shift)  # (P, B, H): one GEMM over particles x cells
+        hidden = self.decode(z_basal + shift, covariates)  # (P, B, H): one GEMM, particles x cells
         return self.score_locals(
             hidden, counts, library_size, z_basal=z_basal, z_encoded=z_basal, loc=loc, scale=scale
         )
@@ -211,14 +270,30 @@ class SAMSVAEModule(nn.Module):
         library_size: float | torch.Tensor,
         *,
         share_basal: bool = False,
+        covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample x for dosage rows (n_rows, len(index)) under each global draw, with z_b ~ p.
 
         ``share_basal`` draws one z_b per particle for all rows (common random numbers) instead of
-        one per row and particle. Returns (n_particles, n_rows, n_genes).
+        one per row and particle. ``covariates`` (broadcastable to (n_particles, n_rows,
+        n_covariates)) fixes the covariates; by default each particle draws them from the
+        training shares (:meth:`draw_covariates`). Returns (n_particles, n_rows, n_genes).
         """
         shift = self.latent_shift(dosage, sample)
         basal_shape = (shift.shape[0], 1, shift.shape[2]) if share_basal else shift.shape
         z = torch.randn(basal_shape, dtype=shift.dtype, device=shift.device) + shift
+        return self.sample_counts(z, library_size, covariates)
+
+    def sample_counts(
+        self,
+        decoder_input: torch.Tensor,
+        library_size: float | torch.Tensor,
+        covariates: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """x ~ p(x | decoder_input, library, c) for decoder_input (P, R, ·); covariates drawn
+        per particle when None (models with covariates). Returns (P, R, n_genes)."""
+        if covariates is None:
+            covariates = self.draw_covariates(decoder_input.shape[0], decoder_input)
+        z = decoder_input
         log_library = torch.as_tensor(library_size, dtype=z.dtype, device=z.device).log()
-        return self.likelihood.sample(self.decoder(z), log_library.expand(z.shape[:-1]))
+        return self.likelihood.sample(self.decode(z, covariates), log_library.expand(z.shape[:-1]))

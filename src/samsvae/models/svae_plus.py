@@ -14,6 +14,8 @@ SAMS-VAE with the embeddings fixed at mu.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -49,8 +51,14 @@ class SparseShiftGuide(_MaskGuide):
 class SVAEPlusModule(SAMSVAEModule):
     """SVAE+ on the SAMS-VAE trunk: q(z | x), p(z | t) = Normal(m_t * mu_t, I), p(x | z)."""
 
-    def __init__(self, n_genes: int, n_perturbations: int, config: SVAEPlusConfig) -> None:
-        super().__init__(n_genes, n_perturbations, config)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        n_genes: int,
+        n_perturbations: int,
+        config: SVAEPlusConfig,
+        covariate_sizes: Sequence[int] = (),
+    ) -> None:
+        super().__init__(n_genes, n_perturbations, config, covariate_sizes)  # type: ignore[arg-type]
 
     @staticmethod
     def build_guide(n_perturbations: int, config: SVAEPlusConfig) -> nn.Module:  # type: ignore[override]
@@ -66,20 +74,26 @@ class SVAEPlusModule(SAMSVAEModule):
         n_genes: int,
         n_perturbations: int,  # type: ignore[override]
         config: SVAEPlusConfig,
+        n_covariates: int = 0,
     ) -> BasalEncoder:
-        """q(z | x): the encoder sees x only."""
+        """q(z | x, c): the encoder sees x (and covariates) only, not the perturbation."""
         return BasalEncoder(
-            n_genes, config.n_latent, config.n_hidden, config.n_layers, use_shift=False
+            n_genes,
+            config.n_latent,
+            config.n_hidden,
+            config.n_layers,
+            use_shift=False,
+            n_covariates=n_covariates,
         )
 
     def embedding_log_prior(self, embeddings: torch.Tensor) -> torch.Tensor:
         """mu is a point estimate: no prior term."""
         return torch.zeros_like(embeddings)
 
-    def posterior_latent_mean(self, counts, dosage, sample, *, full):  # type: ignore[override]
+    def posterior_latent_mean(self, counts, dosage, sample, *, full, covariates=None):  # type: ignore[override]
         """Mean of q(z | x) (``full``) or of z - m * mu, per global draw; (P, n_cells, K)."""
         shift = self.latent_shift(dosage, sample)
-        loc, _ = self.encode(counts, None)
+        loc, _ = self.encode(counts, None, covariates)
         return loc.expand_as(shift) - (0 if full else shift)
 
     def local_terms(
@@ -89,16 +103,17 @@ class SVAEPlusModule(SAMSVAEModule):
         library_size: torch.Tensor,
         sample: GlobalSample,
         basal_noise: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> LocalTerms:
         """Per-cell terms log p(x|z), log p(z | t) = log N(z; m * mu, I), log q(z | x); (P, B)."""
         shift = self.latent_shift(dosage, sample)  # (P, B, K)
-        loc, scale = self.encode(counts, None)  # (B, K): the same for every particle
+        loc, scale = self.encode(counts, None, covariates)  # (B, K): the same for every particle
         if basal_noise is None:
             basal_noise = torch.randn_like(shift)
         z = loc + scale * basal_noise
         # log N(z; m * mu, I) = log N(z - m * mu; 0, I)
         return self.score_locals(
-            self.decoder(z),
+            self.decode(z, covariates),
             counts,
             library_size,
             z_basal=z - shift,

@@ -31,3 +31,11 @@ class ResidualMLP(nn.Module):
         for layer in self.hidden_layers:
             h = h + self.activation(layer(h))
         return h
+
+
+def required_covariates(covariates: torch.Tensor | None) -> torch.Tensor:
+    """``covariates``, or a clear error when a covariate-conditioned network gets none."""
+    if covariates is None:
+        msg = "This model was set up with covariate_keys; pass the cells' covariates."
+        raise ValueError(msg)
+    return covariates
