@@ -38,3 +38,12 @@ effects = model.get_latent_gene_effects(n_top=10)
 busiest = masks.sum(axis=0).idxmax()  # the program switched on by the most perturbations
 print(effects[effects["latent"] == busiest])
 save(samsvae.pl.latent_program_bars(effects, busiest), args.out / f"{busiest}_genes.png")
+
+# 4. When the masks are dense (many more active entries than expected), the latent axes are
+#    mixtures of mechanisms. Rotate them so that each perturbation loads on few programs
+#    (varimax of E[e * m]) and read the genes along the rotated programs instead.
+loadings, directions = model.get_latent_programs(rotation="varimax")
+print("perturbations loading most on program0:")
+print(loadings["program0"].abs().sort_values(ascending=False).head())
+program_effects = model.get_latent_gene_effects(n_top=10, rotation="varimax")
+save(samsvae.pl.latent_program_bars(program_effects, "program0"), args.out / "program0_genes.png")

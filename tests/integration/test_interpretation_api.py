@@ -5,9 +5,11 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pytest
+import torch
 
 import samsvae
 from samsvae.evaluate import data_average_treatment_effects
+from samsvae.evaluate.interpret import decoder_expression_scale
 
 
 @pytest.fixture
@@ -57,6 +59,30 @@ def test_latent_gene_effects_and_enrichment_of_programs(tiny_model: samsvae.SAMS
     table = tiny_model.gene_set_enrichment({"top_of_latent0": top}, n_top=5)
     best = table[table["query"] == "latent0"].iloc[0]
     assert best["overlap"] == 5 and best["p_value"] < 1e-3
+
+
+def test_latent_programs_rotate_the_expected_shifts(tiny_model: samsvae.SAMSVAE) -> None:
+    loadings, directions = tiny_model.get_latent_programs()
+    shifts = tiny_model.get_global_posterior()["shift_mean"].to_numpy().reshape(6, 4)
+    np.testing.assert_allclose(
+        directions.to_numpy() @ directions.to_numpy().T, np.eye(4), atol=1e-8
+    )
+    np.testing.assert_allclose(loadings.to_numpy(), shifts @ directions.to_numpy().T)
+    assert list(loadings.columns) == list(directions.index) == [f"program{k}" for k in range(4)]
+
+
+def test_program_gene_effects_are_the_decoder_response_along_each_direction(
+    tiny_model: samsvae.SAMSVAE,
+) -> None:
+    _, directions = tiny_model.get_latent_programs()
+    decode = decoder_expression_scale(tiny_model.module)
+    with torch.no_grad():
+        z = torch.as_tensor(directions.to_numpy(), dtype=torch.float32)
+        expected = (decode(2.0 * z) - decode(torch.zeros(1, 4))).numpy()
+    effects = tiny_model.get_latent_gene_effects(step=2.0, rotation="varimax")
+    wide = effects.pivot(index="latent", columns="gene", values="effect")
+    wide = wide.loc[directions.index, list(tiny_model.design.genes)]
+    np.testing.assert_allclose(wide.to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_data_genetic_interactions_equal_the_data_ate_arithmetic(

@@ -7,7 +7,9 @@ r"""Interpretation of a fitted model: what the global variables say about the pe
   binary masks) and average-linkage hierarchical clustering into programs (scipy).
 - The genes each latent dimension moves: the decoder's response f(s e_k) - f(0) to a step s along
   dimension k at the basal mean z = 0, with f the log expected normalised expression
-  (log softmax of the decoder logits) for count likelihoods, the expected value for ``normal``.
+  (log softmax of the decoder logits) for count likelihoods, the expected value for ``normal``;
+  or along the directions of latent programs: the varimax rotation of E_q[e_t * m_t] (Kaiser 1958),
+  the orthonormal basis in which the perturbation shifts are sparse.
 - Gene-set enrichment: one-sided hypergeometric test (Fisher's exact test for over-representation),
   Benjamini-Hochberg adjusted over every (query, gene set) pair of the table.
 - Genetic interactions of two-perturbation combinations: GI(A+B) = ATE(A+B) - ATE(A) - ATE(B) per
@@ -206,6 +208,77 @@ def cluster_by_similarity(
     return Clustering(labels.astype(int), leaves_list(tree), tree)
 
 
+# --- sparse latent programs -------------------------------------------------------------------
+ProgramRotation = Literal["varimax", "none"]
+PROGRAM_ROTATIONS = ("varimax", "none")
+
+
+def varimax_rotation(
+    loadings: np.ndarray, *, normalize: bool = True, max_iter: int = 1000, tol: float = 1e-10
+) -> np.ndarray:
+    """Orthogonal R (K, K) maximising the varimax criterion of ``loadings`` (n, K) @ R.
+
+    Varimax (Kaiser 1958) maximises sum_k Var_i[(L R)_ik^2]: it favours columns with a few large
+    and many near-zero entries. ``normalize`` scales rows to unit length first (Kaiser
+    normalisation) so that the largest rows do not decide the rotation alone; zero rows are left
+    out. Fixed-point iteration: R <- U V^T from the SVD of the criterion's gradient.
+    """
+    x = np.asarray(loadings, dtype=np.float64)
+    if normalize:
+        norms = np.linalg.norm(x, axis=1)
+        x = x[norms > 0] / norms[norms > 0, None]
+    n_rows, n_columns = x.shape
+    rotation = np.eye(n_columns)
+    if n_rows == 0:
+        return rotation
+    criterion = 0.0
+    for _ in range(max_iter):
+        rotated = x @ rotation
+        gradient = x.T @ (rotated**3 - rotated * (rotated**2).mean(0))
+        u, singular, vt = np.linalg.svd(gradient)
+        rotation = u @ vt
+        if singular.sum() <= criterion * (1 + tol):
+            break
+        criterion = singular.sum()
+    return rotation
+
+
+@dataclass(frozen=True)
+class LatentPrograms:
+    """``directions`` (n_programs, n_latent): orthonormal rows, each a program's direction in
+    latent space; ``loadings`` (n_perturbations, n_programs) = shifts @ directions.T, how far
+    each perturbation moves the cell along each program."""
+
+    directions: np.ndarray
+    loadings: np.ndarray
+
+
+def latent_programs(
+    shifts: np.ndarray, *, rotation: ProgramRotation = "varimax"
+) -> LatentPrograms:
+    """An orthonormal basis of the latent space in which the perturbation shifts are sparse.
+
+    ``shifts`` (n_perturbations, n_latent) are E_q[e_t * m_t]. Why rotate: the basal prior is
+    isotropic, so when the masks are dense the fitted latent axes are a mixture of the mechanisms
+    rather than the mechanisms themselves; if each perturbation touches few mechanisms, the
+    varimax rotation of the shifts points its axes at them. ``"none"`` keeps the latent axes.
+    Each program is oriented so that its cubed loadings sum to >= 0 (the heaviest loadings are
+    positive) and programs are ordered by their sum of squared loadings, largest first.
+    """
+    shifts = np.asarray(shifts, dtype=np.float64)
+    if rotation not in PROGRAM_ROTATIONS:
+        msg = f"rotation={rotation!r} is not supported; choose one of {list(PROGRAM_ROTATIONS)}."
+        raise ValueError(msg)
+    n_latent = shifts.shape[1]
+    if rotation == "none":
+        return LatentPrograms(np.eye(n_latent), shifts.copy())
+    directions = varimax_rotation(shifts).T
+    loadings = shifts @ directions.T
+    signs = np.where((loadings**3).sum(0) < 0, -1.0, 1.0)
+    order = np.argsort(-(loadings**2).sum(0), kind="stable")
+    return LatentPrograms((directions * signs[:, None])[order], (loadings * signs)[:, order])
+
+
 # --- genes moved by each latent dimension -----------------------------------------------------
 @torch.no_grad()
 def latent_gene_response(
@@ -214,16 +287,21 @@ def latent_gene_response(
     *,
     step: float = 1.0,
     basal: torch.Tensor | None = None,
+    directions: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
-    """f(basal + step e_k) - f(basal) for each latent dimension k; (n_latent, n_genes).
+    """f(basal + step d_j) - f(basal) for each direction d_j; (n_directions, n_genes).
 
     ``decode`` maps z (n, n_latent) to the expression scale compared (n, n_genes); ``basal``
-    (n_latent,) defaults to the prior mean 0.
+    (n_latent,) defaults to the prior mean 0; ``directions`` (n_directions, n_latent) default to
+    the latent axes e_k (the identity), e.g. the rows of :func:`latent_programs` otherwise.
     """
     if basal is None:
         basal = torch.zeros(n_latent)
-    z = torch.cat([basal[None], basal + step * torch.eye(n_latent, dtype=basal.dtype)])
-    out = decode(z)  # (1 + n_latent, n_genes)
+    if directions is None:
+        directions = torch.eye(n_latent, dtype=basal.dtype)
+    directions = torch.as_tensor(directions, dtype=basal.dtype)
+    z = torch.cat([basal[None], basal + step * directions])
+    out = decode(z)  # (1 + n_directions, n_genes)
     return out[1:] - out[:1]
 
 
@@ -234,7 +312,8 @@ def decoder_expression_scale(module: SAMSVAEModule) -> Callable[[torch.Tensor], 
 
     def decode(z: torch.Tensor) -> torch.Tensor:
         z = z.to(device=device, dtype=next(module.parameters()).dtype)
-        mean = module.likelihood.mean(module.decoder(z), torch.zeros(z.shape[0], device=device))
+        hidden = module.decode(z, module.average_covariates())  # covariates at training shares
+        mean = module.likelihood.mean(hidden, torch.zeros(z.shape[0], device=device))
         return (mean.log() if module.likelihood.uses_counts else mean).cpu()
 
     return decode

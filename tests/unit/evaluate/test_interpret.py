@@ -19,10 +19,12 @@ from samsvae.evaluate.interpret import (
     interaction_scores,
     jaccard_similarity,
     latent_gene_response,
+    latent_programs,
     model_genetic_interactions,
     rank_genes,
     read_gmt,
     summarise_globals,
+    varimax_rotation,
 )
 from samsvae.models import SAMSVAEModule
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide
@@ -68,6 +70,67 @@ def test_latent_gene_response_of_a_linear_decoder_is_its_weight_rows() -> None:
     bias = torch.tensor([1.0, -1.0, 0.0])
     response = latent_gene_response(lambda z: z @ weights + bias, 2, step=2.0)
     torch.testing.assert_close(response, 2.0 * weights)
+
+
+def test_latent_gene_response_along_directions_of_a_linear_decoder() -> None:
+    weights = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.5, 3.0]])
+    directions = np.array([[0.6, 0.8], [1.0, -1.0], [0.0, 0.0]])
+    response = latent_gene_response(lambda z: z @ weights, 2, step=3.0, directions=directions)
+    expected = 3.0 * torch.as_tensor(directions, dtype=torch.float32) @ weights
+    torch.testing.assert_close(response, expected)
+
+
+def _varimax_criterion(loadings: np.ndarray) -> float:
+    # sum over columns of the variance of the squared row-normalised loadings
+    unit = loadings / np.linalg.norm(loadings, axis=1, keepdims=True)
+    return float((unit**2).var(0).sum())
+
+
+def _simple_structure(rng: np.random.Generator, n_rows: int, n_columns: int) -> np.ndarray:
+    """One non-zero per row, every column used: the sparsest loadings there are."""
+    loadings = np.zeros((n_rows, n_columns))
+    columns = np.arange(n_rows) % n_columns
+    loadings[np.arange(n_rows), columns] = rng.choice([-1.0, 1.0], n_rows) * rng.uniform(
+        2, 5, n_rows
+    )
+    return loadings
+
+
+def test_varimax_undoes_a_rotation_of_simple_structure() -> None:
+    rng = np.random.default_rng(0)
+    truth = _simple_structure(rng, 40, 4)
+    rotation, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    programs = latent_programs(truth @ rotation.T)
+    np.testing.assert_allclose(programs.directions @ programs.directions.T, np.eye(4), atol=1e-10)
+    np.testing.assert_allclose(programs.loadings, truth @ rotation.T @ programs.directions.T)
+    # Each program is one true column, up to order and sign.
+    match = np.abs(programs.loadings.T @ truth).argmax(1)
+    assert sorted(match) == [0, 1, 2, 3]
+    signs = np.sign((programs.loadings * truth[:, match]).sum(0))
+    np.testing.assert_allclose(programs.loadings, truth[:, match] * signs, atol=1e-5)
+
+
+def test_varimax_rotation_beats_other_rotations_on_its_criterion() -> None:
+    rng = np.random.default_rng(1)
+    loadings = rng.normal(size=(30, 5)) * (rng.random((30, 5)) < 0.3)
+    loadings[~loadings.any(1), 0] = 1.0
+    best = _varimax_criterion(loadings @ varimax_rotation(loadings))
+    for _ in range(20):
+        other, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+        assert best >= _varimax_criterion(loadings @ other) - 1e-12
+    assert best >= _varimax_criterion(loadings) - 1e-12
+
+
+def test_latent_programs_orientation_order_and_no_rotation() -> None:
+    shifts = np.array([[0.0, -4.0], [0.0, -3.0], [1.0, 0.0], [0.0, 1.0]])
+    programs = latent_programs(shifts)
+    assert (programs.loadings**3).sum(0).min() >= 0  # heaviest loadings positive
+    assert np.all(np.diff((programs.loadings**2).sum(0)) <= 0)  # largest program first
+    unrotated = latent_programs(shifts, rotation="none")
+    np.testing.assert_array_equal(unrotated.directions, np.eye(2))
+    np.testing.assert_array_equal(unrotated.loadings, shifts)
+    with pytest.raises(ValueError, match="rotation='promax'"):
+        latent_programs(shifts, rotation="promax")  # type: ignore[arg-type]
 
 
 def test_gene_ranking_orders_by_absolute_effect_within_each_latent() -> None:
