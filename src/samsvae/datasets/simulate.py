@@ -4,6 +4,8 @@ z_basal ~ N(0, I_K); masks m_tk ~ Bernoulli(p); effects e_tk = +-N(effect_mean, 
 z = z_basal + sum_t d_t (e_t * m_t); x from a fixed random nonlinear decoder:
 - ``"nb"``: negative binomial counts with mean l * softmax(f(z)), log-normal library sizes l;
 - ``"normal"``: f(z) plus Gaussian noise holding ``noise_fraction`` of each gene's variance.
+Optionally cells fall into batches, each adding its own per-gene offset to f(z) (a batch effect),
+with an assignment that can depend on the perturbation (confounding).
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def simulate(
     noise_fraction: float = 0.2,
     library_size: float = 2000.0,
     dispersion: float = 10.0,
+    n_batches: int = 1,
+    batch_effect: float = 0.0,
+    batch_confounding: float = 0.0,
     seed: int = 0,
 ) -> ad.AnnData:
     """Simulate a perturbation screen from the SAMS-VAE generative process.
@@ -99,6 +104,15 @@ def simulate(
         For ``"nb"``: median library size (log-normal, sd 0.3 on the log scale).
     dispersion
         For ``"nb"``: median inverse dispersion theta of the genes.
+    n_batches
+        Number of batches (``obs["batch"]``: ``"batch0"``, ...); batch 0 adds nothing to f(z),
+        every other batch b adds a per-gene offset delta_b ~ N(0, batch_effect^2).
+    batch_effect
+        Standard deviation of the batch offsets (on the scale of f(z), i.e. log expression).
+    batch_confounding
+        c in [0, 1]: each label has a preferred batch (batch 0 for the control, a random one
+        for every other label) and its cells land there with probability c + (1 - c) / n_batches,
+        elsewhere uniformly. 0 assigns batches independently of the perturbation.
     seed
         Seed of the NumPy generator; the same seed gives the same data.
 
@@ -108,7 +122,8 @@ def simulate(
     ``obsm["z"]`` (true latents); ``uns["simulation"]`` with ``masks`` and ``embeddings``
     (T x K, rows in ``perturbations`` order), ``perturbations``, ``combinations``, settings, and
     the decoder f(z) = leaky_relu(z W1 + b1, 0.2) W2 as ``decoder_w1`` (K x H), ``decoder_b1``
-    (H,) and ``decoder_w2`` (H x G); for ``"nb"`` the mean is l * softmax(f(z)).
+    (H,) and ``decoder_w2`` (H x G); for ``"nb"`` the mean is l * softmax(f(z)). With several
+    batches, ``uns["simulation"]["batch_effects"]`` holds delta (n_batches x G).
     """
     if likelihood not in ("nb", "normal"):
         msg = f"likelihood={likelihood!r} is not supported by simulate; use 'nb' or 'normal'."
@@ -138,6 +153,10 @@ def simulate(
     z = z_basal + dosage @ (embeddings * masks)
     decoder = _random_decoder(rng, n_latent, n_genes, n_hidden=2 * n_genes)
     signal = _decode(z, decoder)
+    batches, batch_effects = _batches(
+        labels, n_batches, batch_effect, batch_confounding, n_genes, seed
+    )
+    signal = signal + batch_effects[batches]
     if likelihood == "nb":
         x = _nb_counts(rng, signal, library_size, dispersion)
     else:
@@ -152,6 +171,8 @@ def simulate(
         ),
         var=pd.DataFrame(index=[f"gene{g}" for g in range(n_genes)]),
     )
+    if n_batches > 1:
+        adata.obs["batch"] = pd.Categorical([f"batch{b}" for b in batches])
     adata.obsm["z_basal"] = z_basal.astype(np.float32)
     adata.obsm["z"] = z.astype(np.float32)
     adata.uns["simulation"] = {
@@ -163,7 +184,40 @@ def simulate(
         "seed": seed,
         **{f"decoder_{name}": w for name, w in zip(("w1", "b1", "w2"), decoder, strict=True)},
     }
+    if n_batches > 1:
+        adata.uns["simulation"]["batch_effects"] = batch_effects.astype(np.float32)
     return adata
+
+
+def _batches(
+    labels: np.ndarray,
+    n_batches: int,
+    batch_effect: float,
+    confounding: float,
+    n_genes: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch of each cell (n_cells,) and the batch offsets (n_batches, n_genes).
+
+    Drawn from a generator of their own, so adding batches changes none of the other draws.
+    """
+    if n_batches < 1 or not 0 <= confounding <= 1 or batch_effect < 0:
+        msg = (
+            f"n_batches={n_batches}, batch_effect={batch_effect}, batch_confounding="
+            f"{confounding}: need n_batches >= 1, batch_effect >= 0, 0 <= confounding <= 1."
+        )
+        raise ValueError(msg)
+    rng = np.random.default_rng([seed, 1])
+    effects = rng.normal(0, batch_effect, (n_batches, n_genes))
+    effects[0] = 0.0
+    batches = np.zeros(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        preferred = 0 if label == CONTROL else rng.integers(n_batches)
+        shares = np.full(n_batches, (1 - confounding) / n_batches)
+        shares[preferred] += confounding
+        batches[rows] = rng.choice(n_batches, size=len(rows), p=shares)
+    return batches, effects
 
 
 def _nb_counts(

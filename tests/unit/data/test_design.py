@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -93,3 +94,36 @@ def test_unique_encoding_makes_every_label_its_own_perturbation() -> None:
     )
     with pytest.raises(ValueError, match="only labels seen in training"):
         check_perturbation_requests(["B+A"], design)
+
+
+def _covariate_design() -> PerturbationDesign:
+    return PerturbationDesign(
+        perturbations=("A", "B"),
+        genes=("g0",),
+        control="ctrl",
+        covariate_keys=("batch", "donor"),
+        covariate_categories=(("b1", "b2"), ("d1", "d2", "d3")),
+    )
+
+
+def test_covariates_become_concatenated_one_hot_blocks() -> None:
+    design = _covariate_design()
+    obs = pd.DataFrame({"batch": ["b2", "b1", "b2"], "donor": ["d3", "d1", "d2"]})
+    expected = [[0, 1, 0, 0, 1], [1, 0, 1, 0, 0], [0, 1, 0, 1, 0]]
+    np.testing.assert_array_equal(design.encode_covariates(obs), expected)
+    assert design.n_covariates == 5
+    assert design.covariate_columns()[:3] == ["batch=b1", "batch=b2", "donor=d1"]
+
+
+def test_an_unseen_covariate_category_is_refused_by_name() -> None:
+    obs = pd.DataFrame({"batch": ["b1", "b9"], "donor": ["d1", "d1"]})
+    with pytest.raises(ValueError, match=r"adata.obs\['batch'\].*'b9'"):
+        _covariate_design().encode_covariates(obs)
+
+
+def test_design_round_trips_covariates_and_reads_designs_saved_without_them() -> None:
+    design = _covariate_design()
+    assert PerturbationDesign.from_dict(design.to_dict()) == design
+    old = {k: v for k, v in _design().to_dict().items() if not k.startswith("covariate")}
+    assert PerturbationDesign.from_dict(old) == _design()
+    assert _design().encode_covariates(pd.DataFrame({"x": [1]})) is None
