@@ -14,28 +14,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import subprocess
-import time
+import sys
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import torch
 
 import samsvae
-from samsvae.evaluate import ate_metrics, data_average_treatment_effects, fit_effect_baselines
+from samsvae.evaluate import data_average_treatment_effects
+
+sys.path.insert(0, str(Path(__file__).parent))
+from real_data import (
+    ATE_COLUMNS,
+    baseline_rows,
+    current_commit,
+    markdown_table,
+    random_test_split,
+    train_and_score,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared/data/papalexi2021/papalexi2021_thp1_lowmoi.h5ad"
 RESULTS = ROOT / "benchmarks/results"
 CONTROL = "non-targeting"
-
-
-def split(adata: ad.AnnData, seed: int) -> tuple[ad.AnnData, ad.AnnData]:
-    order = np.random.default_rng(seed).permutation(adata.n_obs)
-    n_test = round(0.2 * adata.n_obs)
-    return adata[np.sort(order[n_test:])].copy(), adata[np.sort(order[:n_test])].copy()
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     adata = ad.read_h5ad(args.data)
-    train, test = split(adata, args.seed)
+    train, test = random_test_split(adata, args.seed)
     samsvae.SAMSVAE.setup_anndata(train, perturbation_key="perturbation", control=CONTROL)
     targets = sorted(set(test.obs["perturbation"].astype(str)) - {CONTROL})
     test_labels = test.obs["perturbation"].astype(str).to_numpy()
@@ -64,29 +65,13 @@ def main() -> None:
     rows: dict[str, dict] = {}
     for name, build in models.items():
         model = build()
-        start = time.perf_counter()
-        model.train(
-            max_epochs=args.max_epochs, lr=1e-3, global_lr=3e-2, seed=args.seed, progress_bar=False
+        # The paper samples counts at library size 1e4; these cells have ~200 UMIs, so the
+        # effects are also sampled at the training cells' median library size.
+        rows[name], _ = train_and_score(
+            model, test, targets, observed, max_epochs=args.max_epochs, seed=args.seed
         )
-        seconds = time.perf_counter() - start
-        predicted = model.average_treatment_effects(targets, seed=args.seed).X
-        # The paper samples counts at library size 1e4; these cells have ~200 UMIs, so also
-        # sample at the training cells' median library size, as the observed effects were.
-        depth = float(model.module.reference_library_size)
-        at_depth = model.average_treatment_effects(targets, seed=args.seed, library_size=depth).X
-        rows[name] = {
-            "heldout_iwelbo": model.iwelbo(test, n_particles=100),
-            **ate_metrics(predicted, observed),
-            **{f"{k}_at_data_depth": v for k, v in ate_metrics(at_depth, observed).items()},
-            "train_seconds": seconds,
-        }
         print(name, json.dumps({k: round(v, 3) for k, v in rows[name].items()}), flush=True)
-    baselines = fit_effect_baselines(
-        train.X, model.design.encode(train.obs["perturbation"].astype(str).to_numpy())
-    ).predict(model.design.encode(targets).toarray())
-    for name, effects in baselines.items():  # fitted on observed cells: already at data depth
-        metrics = ate_metrics(effects, observed)
-        rows[f"{name} baseline"] = metrics | {f"{k}_at_data_depth": v for k, v in metrics.items()}
+    rows |= baseline_rows(train, model.design, "perturbation", targets, observed)[0]
     record = {
         "data": str(args.data),
         "n_train": train.n_obs,
@@ -96,9 +81,7 @@ def main() -> None:
         "max_epochs": args.max_epochs,
         "rows": rows,
         "torch": torch.__version__,
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
+        "commit": current_commit(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "papalexi_random_split.json").write_text(
@@ -110,33 +93,14 @@ def main() -> None:
 
 
 def markdown(record: dict) -> str:
-    columns = [
-        ("heldout_iwelbo", "held-out IWELBO"),
-        ("ate_pearson_r", "ATE r (l = 1e4)"),
-        ("ate_pearson_r_top20", "ATE r top-20 (l = 1e4)"),
-        ("ate_pearson_r_at_data_depth", "ATE r (l = data median)"),
-        ("ate_pearson_r_top20_at_data_depth", "ATE r top-20 (l = data median)"),
-        ("ate_r2_at_data_depth", "ATE R² (l = data median)"),
-        ("train_seconds", "train s"),
-    ]
-
-    def fmt(value: object) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return ""
-        return f"{value:.3f}"
-
-    lines = [
+    caption = (
         f"Papalexi 2021 THP-1, random split: {record['n_train']} training / validation "
         f"cells, {record['n_test']} test cells, {len(record['targets'])} targets; "
         f"{record['max_epochs']} epochs; commit {record['commit'][:8]}. Command: "
-        "`python benchmarks/science/papalexi_random_split.py`.",
-        "",
-        "| model | " + " | ".join(label for _, label in columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
-    ]
-    for name, row in record["rows"].items():
-        lines.append(f"| {name} | " + " | ".join(fmt(row.get(k)) for k, _ in columns) + " |")
-    return "\n".join(lines) + "\n"
+        "`python benchmarks/science/papalexi_random_split.py`."
+    )
+    columns = [*ATE_COLUMNS, ("train_seconds", "train s")]
+    return markdown_table(caption, record["rows"], columns)
 
 
 if __name__ == "__main__":
