@@ -55,6 +55,22 @@ def test_train_runs_a_config_and_writes_a_run_folder(tmp_path: Path) -> None:
     assert samsvae.SAMSVAE.load(out / "model").design.n_perturbations == 5
 
 
+def test_a_config_can_condition_on_a_batch_covariate(tmp_path: Path) -> None:
+    dataset = {**CONFIG["dataset"], "n_batches": 2, "batch_effect": 1.0}
+    config = {
+        **CONFIG,
+        "dataset": dataset,
+        "task": {"name": "random", "seed": 0},
+        "setup": {"covariate_keys": ["batch"]},
+    }
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(_write(tmp_path, config)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    design = samsvae.SAMSVAE.load(out / "model").design
+    assert design.covariate_keys == ("batch",)
+    assert design.covariate_categories == (("batch0", "batch1"),)
+
+
 def test_the_shipped_configs_are_valid() -> None:
     configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
     assert configs
