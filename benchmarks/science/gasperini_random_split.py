@@ -53,7 +53,8 @@ def target_ranks(effects: np.ndarray, targets: list[str], genes: list[str], pair
     for group, gene in zip(pairs["grna_group"], pairs["response_id"], strict=True):
         if group in targets:
             row = effects[targets.index(group)]
-            ranks[str(group)] = int((row < row[position[gene]]).sum()) + 1
+            # ties count against the target: a row of zeros ranks it last, not first
+            ranks[str(group)] = int((row <= row[position[gene]]).sum())
     return ranks
 
 
