@@ -21,14 +21,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import samsvae
+
+sys.path.insert(0, str(Path(__file__).parent))
+from real_data import format_value, markdown_table
+
 from samsvae.workflows import (
     QuickstartSettings,
     evaluate_on_simulation,
@@ -62,12 +66,6 @@ def build_models(additive, unique, s: QuickstartSettings) -> dict:
     }
 
 
-def _fmt(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def markdown(rows: dict[str, dict], command: str, commit: str) -> str:
     columns = [
         ("heldout_iwelbo", "held-out IWELBO"),
@@ -83,16 +81,11 @@ def markdown(rows: dict[str, dict], command: str, commit: str) -> str:
         ("energy_distance", "energy distance"),
         ("train_seconds", "train s"),
     ]
-    lines = [
+    caption = (
         f"Command: `{command}` (commit {commit[:8]}). Held-out combinations unless marked "
-        "'seen' (singles and training combinations).",
-        "",
-        "| model | " + " | ".join(label for _, label in columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
-    ]
-    for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k, _ in columns) + " |")
-    return "\n".join(lines) + "\n"
+        "'seen' (singles and training combinations)."
+    )
+    return markdown_table(caption, rows, columns)
 
 
 def main() -> None:
@@ -129,7 +122,7 @@ def main() -> None:
             name,
             json.dumps(
                 {
-                    k: _fmt(v)
+                    k: format_value(v)
                     for k, v in rows[name].items()
                     if k in ("ate_pearson_r", "mask_f1", "heldout_iwelbo")
                 }

@@ -74,16 +74,17 @@ def current_commit() -> str:
     ).stdout.strip()
 
 
+def format_value(value: object) -> str:
+    """Floats to three decimals, missing values and NaN to an empty cell, the rest as text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def markdown_table(
     caption: str, rows: dict[str, dict[str, Any]], columns: list[tuple[str, str]]
 ) -> str:
     """``caption``, then one row per entry of ``rows`` with the ``columns`` (key, header)."""
-
-    def fmt(value: object) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return ""
-        return value if isinstance(value, str) else f"{value:.3f}"
-
     lines = [
         caption,
         "",
@@ -91,7 +92,8 @@ def markdown_table(
         "|---" * (len(columns) + 1) + "|",
     ]
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(fmt(row.get(k)) for k, _ in columns) + " |")
+        cells = " | ".join(format_value(row.get(k)) for k, _ in columns)
+        lines.append(f"| {name} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
