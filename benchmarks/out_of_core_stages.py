@@ -1,7 +1,8 @@
 """Resident memory at each stage of out-of-core setup and a few training steps (diagnostic).
 
-Prints VmRSS / VmHWM (MB) after opening the file, setup_anndata, building the model, the
-statistics pass and 30 training steps, to see which stage grows with the number of cells:
+Prints VmRSS after opening the file, setup_anndata, building the model (one checking pass over
+the file) and 30 training steps, with the peak within each stage (the peak is reset between
+stages through ``/proc/self/clear_refs``), to see which stage grows with the number of cells:
 
     python benchmarks/out_of_core_stages.py /tmp/samsvae-ooc/synthetic_250000.h5ad
     python benchmarks/out_of_core_stages.py /tmp/samsvae-ooc/synthetic_1000000.h5ad
@@ -16,13 +17,15 @@ from pathlib import Path
 
 
 def memory(stage: str) -> None:
-    """Print the current and peak resident size of this process."""
+    """Print the current resident size and the peak since the last call, then reset the peak."""
     status = Path("/proc/self/status").read_text().splitlines()
 
     def megabytes(key: str) -> float:
         return int(next(line.split()[1] for line in status if line.startswith(key))) / 1024
 
-    print(f"{stage:<24} rss {megabytes('VmRSS'):8.1f} MB   peak {megabytes('VmHWM'):8.1f} MB")
+    rss, peak = megabytes("VmRSS"), megabytes("VmHWM")
+    print(f"{stage:<24} rss {rss:8.1f} MB   stage peak {peak:8.1f} MB")
+    Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak (VmHWM) to the current RSS
 
 
 def main() -> None:

@@ -52,7 +52,10 @@ def train_validation_split(
     """
     order = np.random.default_rng(seed).permutation(n_cells)
     n_train = n_cells if train_size >= 1 else max(1, min(n_cells - 1, round(train_size * n_cells)))
-    return np.sort(order[:n_train]), np.sort(order[n_train:])
+    train, validation = order[:n_train], order[n_train:]
+    train.sort()  # in place: sorted copies would double the per-cell memory for a moment
+    validation.sort()
+    return train, validation
 
 
 def shuffled_combinations(combinations: Iterable[str], *, seed: int) -> list[str]:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from samsvae.data.loaders import CellDataset
 
 __all__ = [
+    "CodedDosage",
     "DiskCellDataset",
     "ShardedBatches",
     "StreamingBatches",
@@ -56,18 +57,60 @@ _CHUNK_ROWS = 10_000
 def read_backed(path: str | os.PathLike[str]) -> ad.AnnData:
     """Open an ``.h5ad`` file or a zarr store with its counts left on disk.
 
-    ``.h5ad`` opens in anndata's backed mode (read only); a zarr store keeps ``X`` as anndata's
-    lazy sparse dataset (``anndata.io.sparse_dataset``) with ``obs`` and ``var`` in memory. Pass
-    the result to ``setup_anndata``; training and evaluation then stream the rows.
+    ``.h5ad`` opens in anndata's backed mode (read only), as ``anndata.read_h5ad(path,
+    backed="r")`` does, with string arrays (the obs names above all) read in slices, which keeps
+    the memory they leave behind to the strings themselves. A zarr store keeps ``X`` as
+    anndata's lazy sparse dataset (``anndata.io.sparse_dataset``) with ``obs`` and ``var`` in
+    memory. Pass the result to ``setup_anndata``; training and evaluation then stream the rows.
     """
     path = Path(path)
     if path.suffix == ".h5ad" or h5py.is_hdf5(path):
-        return ad.read_h5ad(path, backed="r")
+        return _read_h5ad_backed(path)
     group = zarr.open_group(path, mode="r")
     matrix = group["X"]
     x = ad.io.sparse_dataset(matrix) if isinstance(matrix, zarr.Group) else matrix
     obs, var = ad.io.read_elem(group["obs"]), ad.io.read_elem(group["var"])
     return ad.AnnData(X=x, obs=obs, var=var)
+
+
+# What backed mode holds in memory: everything but X (raw and pre-0.7 files go to anndata).
+_IN_MEMORY = ("obs", "var", "obsm", "varm", "obsp", "varp", "uns", "layers")
+_STRING_SLICE = 4096
+
+
+def _read_h5ad_backed(path: Path) -> ad.AnnData:
+    """``anndata.read_h5ad(path, backed="r")``, reading string arrays through
+    :func:`_read_strings_in_slices`."""
+    file = h5py.File(path, "r")
+    try:
+        if "encoding-type" not in file.attrs or "raw" in file:
+            file.close()
+            return ad.read_h5ad(path, backed="r")
+        elements = {
+            key: ad.experimental.read_dispatched(file[key], _read_strings_in_slices)
+            for key in _IN_MEMORY
+            if key in file
+        }
+    except BaseException:
+        file.close()
+        raise
+    return ad.AnnData(filename=file, **elements)  # backed: X stays in the open file
+
+
+def _read_strings_in_slices(read: Callable[[Any], Any], name: str, elem: Any, iospec: Any) -> Any:
+    """Read a 1-d HDF5 string array slice by slice into one object array (others as anndata).
+
+    Read whole, h5py makes a bytes object per string before decoding it, and the freed bytes
+    stay scattered between the strings: a million obs names then hold about 100 MB of memory
+    instead of about 70. A slice at a time, each slice reuses the last one's memory.
+    """
+    is_1d_strings = isinstance(elem, h5py.Dataset) and elem.ndim == 1
+    if iospec.encoding_type != "string-array" or not is_1d_strings:
+        return read(elem)
+    strings = np.empty(elem.shape, dtype=object)
+    for start in range(0, len(strings), _STRING_SLICE):
+        strings[start : start + _STRING_SLICE] = elem.asstr()[start : start + _STRING_SLICE]
+    return strings
 
 
 def is_on_disk(matrix: object) -> bool:
@@ -83,8 +126,21 @@ def check_on_disk(matrix: object, check: Callable[[Any], None]) -> None:
             "rewrite them as CSR, e.g. adata.X = adata.X.tocsr() before write_h5ad."
         )
         raise ValueError(msg)
+    matrix = _rows_reader(matrix)
     for start in range(0, matrix.shape[0], _CHUNK_ROWS):
         check(matrix[start : start + _CHUNK_ROWS])
+
+
+def _rows_reader(matrix: Any) -> Any:
+    """``matrix``, as an on-disk CSR dataset that reads its row pointers slice by slice.
+
+    anndata's sparse datasets load the whole ``indptr`` on the first read and keep it (8 bytes
+    a cell, for all of training); reading rows in blocks needs only the block's pointers.
+    """
+    group = getattr(matrix, "group", None)
+    if isinstance(matrix, CSRDataset) and group is not None:
+        return ad.io.sparse_dataset(group, should_cache_indptr=False)
+    return matrix
 
 
 def _as_rows(chunk: Any) -> sp.csr_matrix | np.ndarray:
@@ -142,6 +198,24 @@ def _clamped_library(counts: sp.csr_matrix | np.ndarray) -> np.ndarray:
     return np.maximum(library_sizes(counts), 1.0).astype(np.float32)
 
 
+class CodedDosage:
+    """Per-cell dosage rows kept as the rows of the distinct labels and one code per cell.
+
+    ``dosage[rows]`` is the CSR the full matrix would give; a code takes one or two bytes a
+    cell where the full CSR of one label per cell takes about twelve.
+    """
+
+    def __init__(self, table: sp.csr_matrix, codes: np.ndarray) -> None:
+        self.table, self.codes = table, codes
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.codes), self.table.shape[1]
+
+    def __getitem__(self, rows: Any) -> sp.csr_matrix:
+        return self.table[np.atleast_1d(self.codes[rows])]
+
+
 class DiskCellDataset:
     """Rows of an on-disk expression matrix with their (in-memory) dosage and covariates.
 
@@ -153,12 +227,12 @@ class DiskCellDataset:
     def __init__(
         self,
         expression: Any,
-        dosage: sp.csr_matrix,
+        dosage: sp.csr_matrix | CodedDosage,
         covariates: np.ndarray | None = None,
         *,
         chunk_rows: int = _CHUNK_ROWS,
     ) -> None:
-        self.expression = expression
+        self.expression = _rows_reader(expression)
         self.dosage = dosage
         self.covariates = covariates
         self.chunk_rows = chunk_rows
@@ -183,23 +257,29 @@ class DiskCellDataset:
         )
 
     def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
-        """Per-gene moments, median library size and n_t of ``rows``, in one pass over the file."""
+        """Per-gene moments, median library size and n_t of the distinct ``rows``, in one pass
+        over the file."""
         selected = np.zeros(len(self), dtype=bool)
         selected[rows] = True
         total = total_sq = np.zeros(self.expression.shape[1])
-        libraries = []
+        n_t = np.zeros(self.dosage.shape[1], dtype=np.int64)
+        # One array of library sizes filled chunk by chunk, and n_t counted chunk by chunk:
+        # per-cell temporaries (a list, its join, dosage[rows]) stay in the heap once freed.
+        libraries, filled = np.empty(int(selected.sum())), 0
         for start in range(0, len(self), self.chunk_rows):
             keep = selected[start : start + self.chunk_rows]
             chunk = self.read(start, start + len(keep))[keep]
             chunk_sum, chunk_sq = gene_moments(chunk, log1p=log1p)
             total, total_sq = total + chunk_sum, total_sq + chunk_sq
-            libraries.append(library_sizes(chunk))
+            libraries[filled : filled + chunk.shape[0]] = library_sizes(chunk)
+            filled += chunk.shape[0]
+            n_t += np.asarray((self.dosage[start : start + len(keep)][keep] != 0).sum(0)).ravel()
         mean, scale = moments_to_statistics(total, total_sq, len(rows))
         return TrainingStatistics(
             gene_mean=mean,
             gene_scale=scale,
-            n_cells_per_perturbation=np.asarray((self.dosage[rows] != 0).sum(0)).ravel(),
-            median_library_size=float(np.median(np.concatenate(libraries))),
+            n_cells_per_perturbation=n_t,
+            median_library_size=float(np.median(libraries, overwrite_input=True)),
         )
 
 

@@ -6,6 +6,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -86,3 +87,66 @@ def test_sharded_batches_in_one_process_are_make_loader_batches(tiny_adata: ad.A
     for ours, theirs in zip(sharded, reference, strict=True):
         for name in ("counts", "dosage", "perturbation_index", "library_size", "index"):
             np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+
+
+def _rich_adata(tiny_adata: ad.AnnData) -> ad.AnnData:
+    """tiny_adata with string, integer and boolean obs columns, a named index, obsm, uns and
+    layers."""
+    adata = tiny_adata.copy()
+    adata.obs_names = [f"cell-{i}-é" for i in range(adata.n_obs)]  # non-ASCII names too
+    adata.obs.index.name = "barcode"
+    adata.obs["donor"] = [f"d{i % 3}" for i in range(adata.n_obs)]
+    adata.obs["count"] = np.arange(adata.n_obs)
+    adata.obs["flag"] = np.arange(adata.n_obs) % 2 == 0
+    adata.obsm["embedding"] = np.ones((adata.n_obs, 2), dtype=np.float32)
+    adata.uns["note"] = {"names": np.array(["a", "b"]), "value": 3}
+    adata.layers["counts"] = adata.X.copy()
+    return adata
+
+
+def test_read_backed_h5ad_matches_anndata_backed_mode(
+    tiny_adata: ad.AnnData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anndata
+
+    from samsvae.data import streaming
+
+    monkeypatch.setattr(streaming, "_STRING_SLICE", 7)  # several slices, a partial last one
+    path = tmp_path / "rich.h5ad"
+    _rich_adata(tiny_adata).write_h5ad(path)
+    ours, reference = read_backed(path), anndata.read_h5ad(path, backed="r")
+    assert ours.isbacked and ours.filename == reference.filename
+    assert type(ours.X) is type(reference.X)
+    pd.testing.assert_frame_equal(ours.obs, reference.obs)
+    pd.testing.assert_frame_equal(ours.var, reference.var)
+    assert ours.obs_names.get_loc("cell-5-é") == 5  # names stay usable
+    np.testing.assert_array_equal(ours.obsm["embedding"], reference.obsm["embedding"])
+    np.testing.assert_array_equal(ours.uns["note"]["names"], reference.uns["note"]["names"])
+    assert ours.uns["note"]["value"] == reference.uns["note"]["value"]
+    assert (ours.layers["counts"] != reference.layers["counts"]).nnz == 0
+    np.testing.assert_array_equal(ours.X[3:9].toarray(), reference.X[3:9].toarray())
+
+
+def test_read_backed_h5ad_with_raw_is_anndata_backed_mode(
+    tiny_adata: ad.AnnData, tmp_path: Path
+) -> None:
+    path = tmp_path / "raw.h5ad"
+    adata = tiny_adata.copy()
+    adata.raw = adata
+    adata.write_h5ad(path)
+    backed = read_backed(path)
+    assert backed.isbacked and backed.raw is not None
+    pd.testing.assert_frame_equal(backed.obs, tiny_adata.obs)
+
+
+def test_coded_dosage_rows_are_the_full_dosage_rows() -> None:
+    from samsvae.data.streaming import CodedDosage
+
+    table = sp.csr_matrix(np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0]], dtype=np.float32))
+    codes = np.array([0, 1, 2, 2, 0, 1, 0], dtype=np.uint8)
+    full, coded = sp.csr_matrix(table[codes]), CodedDosage(table, codes)
+    assert coded.shape == full.shape
+    for rows in (np.array([4, 0, 6, 1]), slice(2, 6), np.arange(7) % 2 == 0, np.array([], int)):
+        ours = coded[rows]
+        assert sp.issparse(ours) and ours.dtype == np.float32
+        np.testing.assert_array_equal(ours.toarray(), full[rows].toarray())
