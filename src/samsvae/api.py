@@ -75,6 +75,15 @@ def _digest(value: tuple[str, ...] | bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def _digest_rows(train_rows: np.ndarray, val_rows: np.ndarray) -> str:
+    """``_digest`` of the int64 rows ``train, -1, validation``, hashed part by part: joining
+    them would copy 8-24 bytes a cell, which the heap keeps through training."""
+    sha = hashlib.sha256()
+    for part in (train_rows, np.array([-1]), val_rows):
+        sha.update(np.ascontiguousarray(part, dtype=np.int64))
+    return sha.hexdigest()[:16]
+
+
 def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
     """The CUDA device a single-device run trains on, or None (CPU, several devices)."""
     wants_gpu = config.accelerator in ("gpu", "cuda") or (
@@ -268,7 +277,11 @@ class PerturbationModel:
         else:
             validate.check_expression(matrix, counts=counts, where=where)
 
-    def _dosage(self, adata: ad.AnnData) -> sp.csr_matrix:
+    def _dosage(
+        self, adata: ad.AnnData, *, coded: bool = False
+    ) -> sp.csr_matrix | streaming.CodedDosage:
+        """The cells' dosage rows; ``coded``: labels as codes into the distinct labels' rows
+        (on-disk data, where a full CSR would be one of the few per-cell arrays in memory)."""
         if self.design.dosage_key is not None:
             dosage = adata.obsm[self.design.dosage_key]
             dosage = dosage.to_numpy() if isinstance(dosage, pd.DataFrame) else dosage
@@ -278,6 +291,8 @@ class PerturbationModel:
             return dosage
         labels = adata.obs[self.design.perturbation_key]
         validate.check_perturbation_requests(map(str, labels.unique()), self.design)
+        if coded:
+            return streaming.CodedDosage(*self.design.encode_codes(labels))
         return self.design.encode(labels)
 
     def _dataset(
@@ -292,7 +307,8 @@ class PerturbationModel:
             validate.check_anndata(adata)
             validate.check_genes_match(adata, self.design)
             self._check_expression(adata)
-        expression, dosage = self._expression(adata), self._dosage(adata)
+        expression = self._expression(adata)
+        dosage = self._dosage(adata, coded=streaming.is_on_disk(expression))
         covariates = self._covariates(adata)
         if streaming.is_on_disk(expression):
             return adata, streaming.DiskCellDataset(expression, dosage, covariates)
@@ -472,7 +488,6 @@ class PerturbationModel:
 
     def _fingerprint(self, train_rows: np.ndarray, val_rows: np.ndarray) -> dict[str, Any]:
         """What a training checkpoint must share with this run to be resumed by it."""
-        cells = np.concatenate([train_rows, [-1], val_rows]).astype(np.int64)
         return {
             "model_class": type(self).__name__,
             **dataclasses.asdict(self.config),
@@ -481,7 +496,7 @@ class PerturbationModel:
                 + self.design.perturbations
                 + tuple(self.design.covariate_columns())
             ),
-            "train_and_validation_cells": _digest(cells.tobytes()),
+            "train_and_validation_cells": _digest_rows(train_rows, val_rows),
         }
 
     def _set_training_statistics(

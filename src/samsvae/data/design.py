@@ -94,6 +94,14 @@ class PerturbationDesign:
 
     def encode(self, labels: Sequence[str] | pd.Series | np.ndarray) -> sp.csr_matrix:
         """Dosage rows (len(labels), T) as float32 CSR; names must be in the vocabulary."""
+        table, codes = self.encode_codes(labels)
+        return sp.csr_matrix(table[codes])
+
+    def encode_codes(
+        self, labels: Sequence[str] | pd.Series | np.ndarray
+    ) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The dosage rows of the distinct labels (float32 CSR) and each cell's row in them, in
+        the smallest unsigned integer type: ``encode(labels)`` is ``table[codes]``."""
         position = {name: j for j, name in enumerate(self.perturbations)}
         # Encode each distinct label once, then gather rows by integer codes: no per-cell Python
         # and no per-cell string copies (a categorical column is factorised from its codes).
@@ -103,11 +111,11 @@ class PerturbationDesign:
         if (codes < 0).any():
             msg = f"Perturbation label missing for cell {int(np.flatnonzero(codes < 0)[0])}."
             raise ValueError(msg)
-        unique_dosage = sp.lil_matrix((len(unique), self.n_perturbations), dtype=np.float32)
+        table = sp.lil_matrix((len(unique), self.n_perturbations), dtype=np.float32)
         for row, label in enumerate(unique):
             for name in self.split_label(str(label)):
-                unique_dosage[row, position[name]] += 1.0
-        return sp.csr_matrix(unique_dosage.tocsr()[codes])
+                table[row, position[name]] += 1.0
+        return table.tocsr(), codes.astype(np.min_scalar_type(max(len(unique) - 1, 0)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

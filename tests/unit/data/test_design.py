@@ -25,6 +25,13 @@ def test_combinations_encode_as_sums_of_singles_and_controls_as_zero_rows() -> N
     np.testing.assert_array_equal(dosage.toarray(), expected)
 
 
+def test_encode_codes_index_the_distinct_labels_rows_in_a_small_type() -> None:
+    labels = pd.Series(pd.Categorical(["A", "ctrl", "A+C", "A", "B+C", "ctrl"]))
+    table, codes = _design().encode_codes(labels)
+    assert codes.dtype == np.uint8 and table.shape == (4, 3)  # four distinct labels
+    np.testing.assert_array_equal(table[codes].toarray(), _design().encode(labels).toarray())
+
+
 def test_design_round_trips_through_a_dict() -> None:
     design = _design()
     assert PerturbationDesign.from_dict(design.to_dict()) == design
