@@ -18,7 +18,6 @@ Writes `benchmarks/results/gasperini_random_split.{json,md}`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -36,13 +35,14 @@ from real_data import (
     baseline_rows,
     current_commit,
     markdown_table,
+    parse_args,
     random_test_split,
+    save_results,
     train_and_score,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared/data/gasperini2019/gasperini2019_k562_highmoi_subset.h5ad"
-RESULTS = ROOT / "benchmarks/results"
 LABELS, CONTROL = "perturbations", "none_of_listed"
 
 
@@ -88,13 +88,7 @@ def models(train: ad.AnnData) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--max-epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parse_args(__doc__, DEFAULT_DATA, max_epochs=40)
     adata = ad.read_h5ad(args.data)
     pairs = {k: list(v) for k, v in adata.uns["positive_control_pairs"].items()}
     train, test = random_test_split(adata, args.seed)
@@ -129,10 +123,6 @@ def main() -> None:
         "torch": torch.__version__,
         "commit": current_commit(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "gasperini_random_split.json").write_text(
-        json.dumps(record, indent=2, default=lambda v: None)
-    )
     caption = (
         f"Gasperini 2019 K562 (high MOI), random split: {record['n_train']} training / "
         f"validation cells, {record['n_test']} test cells, {len(targets)} single guide groups; "
@@ -146,9 +136,7 @@ def main() -> None:
         ("positive_control_median_rank", "median target rank"),
         ("train_seconds", "train s"),
     ]
-    table = markdown_table(caption, rows, columns)
-    (RESULTS / "gasperini_random_split.md").write_text(table)
-    print(table)
+    save_results("gasperini_random_split", record, markdown_table(caption, rows, columns))
 
 
 if __name__ == "__main__":

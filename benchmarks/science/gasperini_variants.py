@@ -26,8 +26,8 @@ import torch
 import samsvae
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gasperini_random_split import CONTROL, DEFAULT_DATA, LABELS, RESULTS, target_ranks
-from real_data import random_test_split
+from gasperini_random_split import CONTROL, DEFAULT_DATA, LABELS, target_ranks
+from real_data import RESULTS, random_test_split
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ Writes `benchmarks/results/papalexi_random_split.{json,md}`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,24 +28,19 @@ from real_data import (
     baseline_rows,
     current_commit,
     markdown_table,
+    parse_args,
     random_test_split,
+    save_results,
     train_and_score,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared/data/papalexi2021/papalexi2021_thp1_lowmoi.h5ad"
-RESULTS = ROOT / "benchmarks/results"
 CONTROL = "non-targeting"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--max-epochs", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parse_args(__doc__, DEFAULT_DATA, max_epochs=60)
     adata = ad.read_h5ad(args.data)
     train, test = random_test_split(adata, args.seed)
     samsvae.SAMSVAE.setup_anndata(train, perturbation_key="perturbation", control=CONTROL)
@@ -83,13 +77,7 @@ def main() -> None:
         "torch": torch.__version__,
         "commit": current_commit(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "papalexi_random_split.json").write_text(
-        json.dumps(record, indent=2, default=lambda v: None)
-    )
-    table = markdown(record)
-    (RESULTS / "papalexi_random_split.md").write_text(table)
-    print(table)
+    save_results("papalexi_random_split", record, markdown(record))
 
 
 def markdown(record: dict) -> str:

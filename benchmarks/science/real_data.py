@@ -4,9 +4,12 @@ model against the test cells' observed effects, the non-learned baselines, and a
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import subprocess
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +69,28 @@ def baseline_rows(
         metrics = ate_metrics(values, observed)
         rows[f"{name} baseline"] = metrics | {f"{k}_at_data_depth": v for k, v in metrics.items()}
     return rows, effects
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks/results"
+
+
+def parse_args(description: str, data: Path, max_epochs: int) -> argparse.Namespace:
+    """--data, --max-epochs and --seed, with the benchmark's defaults."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=data)
+    parser.add_argument("--max-epochs", type=int, default=max_epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def save_results(name: str, record: dict[str, Any], table: str) -> None:
+    """Write ``benchmarks/results/{name}.json`` and ``.md`` and print the table."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2, default=lambda v: None))
+    (RESULTS / f"{name}.md").write_text(table)
+    print(table)
 
 
 def current_commit() -> str:
