@@ -49,7 +49,7 @@ from samsvae.inference.training import fit, quiet_lightning
 from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule, SVAEPlusModule
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 SETUP_KEY = "samsvae"
 ModelConfig = SAMSVAEConfig | CPAVAEConfig | ConditionalVAEConfig | SVAEPlusConfig
@@ -69,18 +69,12 @@ def _default_max_epochs(n_cells: int) -> int:
     return int(min(400, max(10, round(20_000 / max(n_cells, 1) * 400))))
 
 
-def _digest(value: tuple[str, ...] | bytes) -> str:
-    """A short SHA-256 of names or bytes, to tell runs apart."""
-    data = value if isinstance(value, bytes) else "\n".join(value).encode()
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _digest_rows(train_rows: np.ndarray, val_rows: np.ndarray) -> str:
-    """``_digest`` of the int64 rows ``train, -1, validation``, hashed part by part: joining
-    them would copy 8-24 bytes a cell, which the heap keeps through training."""
+def _digest(parts: Iterable[bytes | np.ndarray]) -> str:
+    """A short SHA-256 of the concatenated ``parts``, to tell runs apart. Hashed part by part,
+    so that row arrays are not joined into a per-cell copy the heap keeps through training."""
     sha = hashlib.sha256()
-    for part in (train_rows, np.array([-1]), val_rows):
-        sha.update(np.ascontiguousarray(part, dtype=np.int64))
+    for part in parts:
+        sha.update(part)
     return sha.hexdigest()[:16]
 
 
@@ -92,10 +86,6 @@ def _single_accelerator_device(config: TrainConfig) -> torch.device | None:
     if not wants_gpu or config.devices not in ("auto", 1, "1"):
         return None
     return torch.device("cuda", torch.cuda.current_device())
-
-
-def _on(value: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    return None if value is None else value.to(device)
 
 
 def _check_ate_method(method: str) -> None:
@@ -320,8 +310,8 @@ class PerturbationModel:
         return self.design.encode_covariates(adata.obs)
 
     def _covariate_row(self, covariates: Mapping[str, str] | None) -> torch.Tensor | None:
-        """The one-hot row of a ``{key: category}`` choice naming every covariate key, or None
-        (each particle then draws the covariates from the training shares)."""
+        """The one-hot row of a ``{key: category}`` choice naming every covariate key, on the
+        model's device, or None (each particle then draws them from the training shares)."""
         if covariates is None:
             return None
         keys = self.design.covariate_keys
@@ -332,7 +322,7 @@ class PerturbationModel:
             )
             raise ValueError(msg)
         obs = pd.DataFrame({key: [str(covariates[key])] for key in keys})
-        return torch.from_numpy(self.design.encode_covariates(obs)[0])
+        return torch.from_numpy(self.design.encode_covariates(obs)[0]).to(self._device())
 
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
@@ -488,15 +478,16 @@ class PerturbationModel:
 
     def _fingerprint(self, train_rows: np.ndarray, val_rows: np.ndarray) -> dict[str, Any]:
         """What a training checkpoint must share with this run to be resumed by it."""
+        design = self.design
+        names = "\n".join(design.genes + design.perturbations + tuple(design.covariate_columns()))
         return {
             "model_class": type(self).__name__,
             **dataclasses.asdict(self.config),
-            "genes_and_perturbations": _digest(
-                self.design.genes
-                + self.design.perturbations
-                + tuple(self.design.covariate_columns())
+            "genes_and_perturbations": _digest([names.encode()]),
+            "train_and_validation_cells": _digest(
+                np.ascontiguousarray(rows, dtype=np.int64)
+                for rows in (train_rows, np.array([-1]), val_rows)
             ),
-            "train_and_validation_cells": _digest_rows(train_rows, val_rows),
         }
 
     def _set_training_statistics(
@@ -596,9 +587,7 @@ class PerturbationModel:
         with _seeded(seed):
             sample = self.module.sample_globals(index.to(self._device()), n_samples)
             rows = dosage[:, index].to(self._device())
-            x = self.module.generate(
-                rows, sample, library, covariates=_on(covariate_row, self._device())
-            )  # (n_samples, R, G)
+            x = self.module.generate(rows, sample, library, covariates=covariate_row)  # (S, R, G)
         x = x.transpose(0, 1).reshape(-1, self.design.n_genes).cpu().numpy()
         obs = pd.DataFrame(
             {"perturbation": pd.Categorical(np.repeat(labels, n_samples))},

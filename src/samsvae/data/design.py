@@ -67,16 +67,19 @@ class PerturbationDesign:
             return None
         blocks = []
         for key, categories in zip(self.covariate_keys, self.covariate_categories, strict=True):
-            codes = pd.Categorical(obs[key].astype(str), categories=list(categories)).codes
-            unknown = obs[key][codes < 0]
-            if len(unknown):
+            # Map each distinct value once, as ``encode`` does: no per-cell strings.
+            values, distinct = pd.factorize(obs[key])
+            position = {name: j for j, name in enumerate(categories)}
+            lookup = np.array([position.get(str(value), -1) for value in distinct], dtype=int)
+            unknown = sorted({str(v) for v in distinct if str(v) not in position})
+            if unknown or (values < 0).any():  # factorize gives -1 to missing values
                 msg = (
                     f"adata.obs[{key!r}] has categories the model was not set up with: "
-                    f"{sorted(map(str, unknown.unique()))[:5]}; known: {list(categories)[:10]}. "
+                    f"{(unknown or ['<missing>'])[:5]}; known: {list(categories)[:10]}. "
                     "Predict only for categories seen at setup, or set up and train again."
                 )
                 raise ValueError(msg)
-            blocks.append(np.eye(len(categories), dtype=np.float32)[codes])
+            blocks.append(np.eye(len(categories), dtype=np.float32)[lookup[values]])
         return np.concatenate(blocks, axis=1)
 
     def split_label(self, label: str) -> list[str]:

@@ -294,6 +294,6 @@ class SAMSVAEModule(nn.Module):
         per particle when None (models with covariates). Returns (P, R, n_genes)."""
         if covariates is None:
             covariates = self.draw_covariates(decoder_input.shape[0], decoder_input)
-        z = decoder_input
-        log_library = torch.as_tensor(library_size, dtype=z.dtype, device=z.device).log()
-        return self.likelihood.sample(self.decode(z, covariates), log_library.expand(z.shape[:-1]))
+        log_library = torch.as_tensor(library_size).to(decoder_input).log()
+        hidden = self.decode(decoder_input, covariates)
+        return self.likelihood.sample(hidden, log_library.expand(decoder_input.shape[:-1]))
