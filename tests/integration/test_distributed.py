@@ -26,7 +26,9 @@ def _ddp_parameters(out: Path, *args: str) -> dict[str, torch.Tensor]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node=2", str(WORKER), str(out), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
+    result = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
+    if result.returncode:  # show why the workers failed, not only that they did
+        pytest.fail(f"torch.distributed.run exited {result.returncode}:\n{result.stderr[-4000:]}")
     return load_file(out)
 
 
