@@ -9,6 +9,8 @@ The first line does not depend on the mean, so a training step evaluates it once
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn.functional as F
 
@@ -73,8 +75,45 @@ def nb_mean_terms_from_logits(
     return _NBMeanTermsFromLogits.apply(logits, x, log_library, log_theta)
 
 
+# torch's CPU gamma and Poisson samplers run on one thread. Count tensors up to this size (every
+# figure in the docs) come from the global generator as before; larger ones, such as the ATE
+# chunks at Replogle scale (2e8 entries), are drawn in parts on a thread pool.
+ONE_STREAM_MAX = 1 << 26
+PART_SIZE = 1 << 22
+
+
 def nb_sample(log_mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
-    """Draw counts as a Gamma-Poisson mixture: rate ~ Gamma(theta, theta / mu) (global RNG)."""
+    """Draw counts as a Gamma-Poisson mixture: rate ~ Gamma(theta, theta / mu).
+
+    ``log_theta`` broadcasts against the last axis of ``log_mu``. A CPU tensor with more than
+    ``ONE_STREAM_MAX`` entries is drawn in row blocks of about ``PART_SIZE`` entries, each from
+    a generator of its own seeded from the global one, on ``torch.get_num_threads()`` threads:
+    the counts depend on the global seed, not on the number of threads. Smaller tensors and
+    other devices draw from the global generator directly.
+    """
     theta = log_theta.exp().expand_as(log_mu)
-    rate = torch._standard_gamma(theta) * (log_mu - log_theta).exp()
-    return torch.poisson(rate)
+    scale = (log_mu - log_theta).exp()
+    if log_mu.device.type != "cpu" or log_mu.numel() <= ONE_STREAM_MAX:
+        return torch.poisson(torch._standard_gamma(theta) * scale)
+    return _nb_sample_in_parts(theta, scale).view_as(log_mu)
+
+
+def _nb_sample_in_parts(theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """:func:`nb_sample` by row blocks with one seeded generator each, on a thread pool;
+    returns (n_rows, n_genes)."""
+    n_genes = scale.shape[-1]
+    theta, scale = theta.reshape(-1, n_genes), scale.reshape(-1, n_genes)  # theta stays a view
+    counts = torch.empty_like(scale)
+    rows_per_part = max(1, PART_SIZE // n_genes)
+    starts = range(0, len(scale), rows_per_part)
+    seeds = torch.randint(0, 2**62, (len(starts),)).tolist()  # from the global generator
+
+    def draw(start: int, seed: int) -> None:
+        block = slice(start, start + rows_per_part)
+        generator = torch.Generator().manual_seed(seed)
+        rate = torch._standard_gamma(theta[block], generator=generator) * scale[block]
+        counts[block] = torch.poisson(rate, generator=generator)
+
+    with ThreadPoolExecutor(max_workers=torch.get_num_threads()) as pool:
+        list(pool.map(draw, starts, seeds))  # list(): re-raise any worker's error
+    return counts

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy import stats
 
@@ -10,6 +11,7 @@ from samsvae.distributions import (
     nb_mean_terms,
     nb_mean_terms_from_logits,
     nb_sample,
+    negative_binomial,
 )
 
 
@@ -38,6 +40,58 @@ def test_nb_sample_moments_match_mean_and_dispersion() -> None:
     draws = nb_sample(torch.full((200_000,), mu).log(), torch.tensor(theta).log())
     assert abs(draws.mean().item() - mu) < 0.1
     assert abs(draws.var().item() - (mu + mu**2 / theta)) < 1.0
+
+
+def _small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Draw in parts from 10,000 entries on, in parts of about 1,000."""
+    monkeypatch.setattr(negative_binomial, "ONE_STREAM_MAX", 10_000)
+    monkeypatch.setattr(negative_binomial, "PART_SIZE", 1_000)
+
+
+def test_small_tensors_draw_from_the_global_generator_as_torch_does() -> None:
+    log_mu, log_theta = torch.randn(20, 30), torch.randn(30)
+    torch.manual_seed(1)
+    counts = nb_sample(log_mu, log_theta)
+    torch.manual_seed(1)
+    direct = torch.poisson(
+        torch._standard_gamma(log_theta.exp().expand_as(log_mu)) * (log_mu - log_theta).exp()
+    )
+    torch.testing.assert_close(counts, direct, rtol=0, atol=0)
+
+
+def test_counts_drawn_in_parts_follow_the_negative_binomial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _small_parts(monkeypatch)
+    mu = torch.tensor([0.5, 4.0, 30.0])
+    theta = torch.tensor([0.3, 2.0, 10.0])
+    torch.manual_seed(0)
+    draws = nb_sample(mu.log().expand(3, 40_000, 3), theta.log())  # 120 parts
+    assert draws.shape == (3, 40_000, 3)
+    flat = draws.reshape(-1, 3)
+    torch.testing.assert_close(flat.mean(0), mu, rtol=0.03, atol=0)
+    torch.testing.assert_close(flat.var(0), mu + mu**2 / theta, rtol=0.06, atol=0)
+    # parts (333 rows each) are independent: no correlation between a row and its next part's
+    rows, lag = flat[:, 2], 1_000 // 3
+    assert abs(torch.corrcoef(torch.stack([rows[:-lag], rows[lag:]]))[0, 1].item()) < 0.02
+
+
+def test_counts_drawn_in_parts_depend_on_the_seed_not_on_the_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _small_parts(monkeypatch)
+    log_mu, log_theta = torch.randn(4, 5_000, 7), torch.randn(7)
+    threads = torch.get_num_threads()
+    draws = []
+    try:
+        for n_threads, seed in ((1, 3), (2, 3), (2, 4)):
+            torch.set_num_threads(n_threads)
+            torch.manual_seed(seed)
+            draws.append(nb_sample(log_mu, log_theta))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
+    assert not torch.equal(draws[1], draws[2])
 
 
 def test_fused_nb_terms_from_logits_match_autograd_values_and_gradients(float64: None) -> None:
