@@ -12,7 +12,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from samsvae.inference.training import reuse_large_allocations
 from samsvae.models import SAMSVAEModule
 
 if TYPE_CHECKING:
@@ -107,9 +106,8 @@ def model_average_treatment_effects(
         share_basal=share_basal,
         covariates=covariates,
     )
-    with reuse_large_allocations():  # each chunk's temporaries reuse the last one's pages
-        for chunk in chunks:
-            totals += chunk.sum(0).double().cpu()
+    for chunk in chunks:
+        totals += chunk.sum(0).double().cpu()
     means = totals / n_samples
     return (means[1:] - means[:1]).float()
 
@@ -147,8 +145,7 @@ def model_average_treatment_effect_draws(
         share_basal=share_basal,
         covariates=covariates,
     )
-    with reuse_large_allocations():
-        return torch.cat([(chunk[:, 1:] - chunk[:, :1]).float().cpu() for chunk in chunks])
+    return torch.cat([(chunk[:, 1:] - chunk[:, :1]).float().cpu() for chunk in chunks])
 
 
 def transform_cells(block: sp.spmatrix | np.ndarray, method: ATEMethod) -> np.ndarray:

@@ -451,8 +451,7 @@ def _set_malloc_thresholds(value: int) -> bool:
 
 @contextlib.contextmanager
 def reuse_large_allocations() -> Iterator[None]:
-    """Keep freed large CPU buffers in the heap while training or estimating effects (glibc
-    only).
+    """Keep freed large CPU buffers in the heap while training (glibc only).
 
     glibc serves each (particles x cells x genes) temporary with a fresh mmap and unmaps it when
     freed, so every step page-faults its working set back in; at Replogle size that was about a
