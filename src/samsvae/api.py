@@ -605,6 +605,7 @@ class PerturbationModel:
         share_basal: bool = False,
         covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
+        progress_bar: bool = True,
     ) -> ad.AnnData:
         """Model ATE of each perturbation against the control (DESIGN.md §5).
 
@@ -612,6 +613,7 @@ class PerturbationModel:
         intervention (common random numbers: same expectation, lower variance); the default
         reproduces the paper's estimator. A model with covariates averages the effect over the
         training cells' categories, or takes it at ``covariates`` (one category per key).
+        ``progress_bar`` shows progress when the estimate takes more than two seconds.
 
         ``perturbations`` defaults to every label seen in the training data. Returns AnnData
         (interventions x genes) with the effects in X and ``uns["ate_method"]``.
@@ -629,6 +631,7 @@ class PerturbationModel:
                 library_size=library_size,
                 share_basal=share_basal,
                 covariates=self._covariate_row(covariates),
+                progress=progress_bar,
             )
         return self._effects_anndata(effects.numpy(), perturbations, method)
 
@@ -643,6 +646,7 @@ class PerturbationModel:
         library_size: float = 1e4,
         covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
+        progress_bar: bool = True,
     ) -> ad.AnnData:
         """Posterior intervals of the treatment effects from draws of the global variables.
 
@@ -651,7 +655,7 @@ class PerturbationModel:
         the central ``level`` interval of those draws bounds each effect. The spread includes the
         Monte-Carlo error of the inner estimate (intervals are a little conservative; raise
         ``n_samples_per_global`` to shrink it). A model without global variables (conditional
-        VAE) has only that Monte-Carlo spread. ``covariates`` as in
+        VAE) has only that Monte-Carlo spread. ``covariates`` and ``progress_bar`` as in
         :meth:`average_treatment_effects`.
 
         Returns AnnData (interventions x genes): X the mean of the draws, ``layers["lower"]`` and
@@ -671,6 +675,7 @@ class PerturbationModel:
                 n_samples_per_global=n_samples_per_global,
                 library_size=library_size,
                 covariates=self._covariate_row(covariates),
+                progress=progress_bar,
             ).numpy()
         tail = (1 - level) / 2
         result = self._effects_anndata(draws.mean(0), perturbations, method)

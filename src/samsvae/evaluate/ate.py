@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 
 from samsvae.models import SAMSVAEModule
 
@@ -44,13 +45,15 @@ def _per_draw_means(
     particles_per_chunk: int,
     share_basal: bool,
     covariates: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Yield, chunk by chunk of global draws, mean g(x) per draw: (n_draws, 1 + A, G).
 
     Row 0 is the control. Each global draw (E, M) ~ q is paired with ``n_samples_per_global``
     draws of z_basal ~ p and counts; all interventions and the particles of a chunk go through
     the decoder as one batch. ``covariates`` (n_covariates,) fixes the covariates of every
-    particle; by default each particle draws them from the training shares.
+    particle; by default each particle draws them from the training shares. ``progress`` shows a
+    bar over the global draws when the estimate takes more than two seconds.
     """
     index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
     rows = torch.cat([torch.zeros(1, len(index), dtype=dosage.dtype), dosage[:, index]])
@@ -58,18 +61,21 @@ def _per_draw_means(
     if covariates is not None:
         covariates = covariates.to(rows)
     draws_per_chunk = max(1, particles_per_chunk // n_samples_per_global)
-    for start in range(0, n_global_samples, draws_per_chunk):
-        n = min(draws_per_chunk, n_global_samples - start)
-        sample = module.sample_globals(index.to(rows.device), n)
-        sample = sample.repeat_particles(n_samples_per_global)
-        x = module.generate(
-            rows, sample, library_size, share_basal=share_basal, covariates=covariates
-        )
-        values = transform(x, method)  # (n * inner, 1 + A, G)
-        if n_samples_per_global == 1:  # the plain ATE: no copy of every sample
-            yield values
-        else:
-            yield values.reshape(n, n_samples_per_global, *values.shape[1:]).mean(1)
+    bar = tqdm(total=n_global_samples, desc="ATE", unit="draw", disable=not progress, delay=2)
+    with bar:
+        for start in range(0, n_global_samples, draws_per_chunk):
+            n = min(draws_per_chunk, n_global_samples - start)
+            sample = module.sample_globals(index.to(rows.device), n)
+            sample = sample.repeat_particles(n_samples_per_global)
+            x = module.generate(
+                rows, sample, library_size, share_basal=share_basal, covariates=covariates
+            )
+            values = transform(x, method)  # (n * inner, 1 + A, G)
+            if n_samples_per_global == 1:  # the plain ATE: no copy of every sample
+                yield values
+            else:
+                yield values.reshape(n, n_samples_per_global, *values.shape[1:]).mean(1)
+            bar.update(n)
 
 
 @torch.no_grad()
@@ -83,6 +89,7 @@ def model_average_treatment_effects(
     particles_per_chunk: int = 250,
     share_basal: bool = False,
     covariates: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Monte-Carlo ATE of each dosage row (n_interventions, T) -> (n_interventions, n_genes).
 
@@ -92,7 +99,8 @@ def model_average_treatment_effects(
     interventions (common random numbers): the same expectation with less variance. All
     interventions and the particles of a chunk go through the decoder as one batch.
     A model with covariates draws them per particle from the training shares (an effect
-    averaged over batches), unless ``covariates`` (n_covariates,) fixes one row.
+    averaged over batches), unless ``covariates`` (n_covariates,) fixes one row. ``progress``
+    shows a bar when the estimate takes more than two seconds.
     """
     totals = torch.zeros(dosage.shape[0] + 1, module.n_genes, dtype=torch.float64)
     chunks = _per_draw_means(
@@ -105,6 +113,7 @@ def model_average_treatment_effects(
         particles_per_chunk=particles_per_chunk,
         share_basal=share_basal,
         covariates=covariates,
+        progress=progress,
     )
     for chunk in chunks:
         totals += chunk.sum(0).double().cpu()
@@ -124,6 +133,7 @@ def model_average_treatment_effect_draws(
     particles_per_chunk: int = 250,
     share_basal: bool = True,
     covariates: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Posterior draws of the ATE: one per draw of the global variables from q.
 
@@ -131,7 +141,8 @@ def model_average_treatment_effect_draws(
     with ``n_samples_per_global`` basal states and count samples (common random numbers between
     control and interventions by default, which keeps the Monte-Carlo part of the spread small).
     Quantiles over the draws are posterior intervals of the treatment effects; the spread
-    includes the inner Monte-Carlo error, so intervals are slightly conservative.
+    includes the inner Monte-Carlo error, so intervals are slightly conservative. ``progress``
+    as in :func:`model_average_treatment_effects`.
     Returns (n_global_samples, n_interventions, n_genes).
     """
     chunks = _per_draw_means(
@@ -144,6 +155,7 @@ def model_average_treatment_effect_draws(
         particles_per_chunk=particles_per_chunk,
         share_basal=share_basal,
         covariates=covariates,
+        progress=progress,
     )
     return torch.cat([(chunk[:, 1:] - chunk[:, :1]).float().cpu() for chunk in chunks])
 

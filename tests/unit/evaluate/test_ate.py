@@ -8,6 +8,7 @@ import torch
 from torch.distributions import NegativeBinomial
 
 from samsvae.config import SAMSVAEConfig
+from samsvae.evaluate import ate
 from samsvae.evaluate.ate import (
     model_average_treatment_effect_draws,
     model_average_treatment_effects,
@@ -95,3 +96,44 @@ def test_ate_draws_average_to_the_ate_and_spread_with_global_uncertainty() -> No
     module.guide.embedding_scale_raw.fill_(-20.0)
     confident = spread(5)
     assert (confident.mean() * 2.5 < uncertain.mean()).item(), (confident, uncertain)
+
+
+@pytest.mark.parametrize("progress", [False, True])
+@torch.no_grad()
+def test_progress_bar_counts_every_global_draw(
+    monkeypatch: pytest.MonkeyPatch, progress: bool
+) -> None:
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, *, total: int, disable: bool, **_: object) -> None:
+            self.total, self.disable, self.done = total, disable, 0
+            bars.append(self)
+
+        def __enter__(self) -> RecordingBar:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def update(self, n: int) -> None:
+            self.done += n
+
+    monkeypatch.setattr(ate, "tqdm", RecordingBar)
+    interventions = torch.tensor([[1.0, 0.0, 0.0]])
+    module = _tiny_module()
+    model_average_treatment_effects(
+        module, interventions, n_samples=25, particles_per_chunk=10, progress=progress
+    )
+    model_average_treatment_effect_draws(
+        module,
+        interventions,
+        n_global_samples=7,
+        n_samples_per_global=4,
+        particles_per_chunk=10,
+        progress=progress,
+    )
+    assert [(bar.total, bar.done, bar.disable) for bar in bars] == [
+        (25, 25, not progress),
+        (7, 7, not progress),
+    ]
