@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import functools
 import json
 import logging
 import math
@@ -354,6 +356,23 @@ def fit(
     }
 
 
+@functools.cache  # one handler per process
+def _destroy_process_group_at_exit() -> None:
+    """Destroy the default process group at interpreter exit if it is still up.
+
+    Lightning leaves it initialised after data-parallel training, and our docs have scripts use
+    ``torch.distributed.get_rank()`` after ``train`` returns. A process that exits without
+    destroying it can abort (SIGABRT, "terminate called without an active exception") when
+    gloo's worker threads outlive the interpreter; atexit handlers run while it is still alive.
+    """
+
+    def destroy() -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    atexit.register(destroy)
+
+
 @contextlib.contextmanager
 def _checkpoint_directory(config: TrainConfig) -> Iterator[Path | None]:
     """The checkpoint directory: the user's, a temporary one for restarts alone, or None."""
@@ -428,6 +447,7 @@ def _run(
         # Lightning 2.6 still builds torch's deprecated LeafSpec; harmless, fixed upstream.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         with _tf32_matmuls(), reuse_large_allocations():
+            _destroy_process_group_at_exit()
             trainer.fit(
                 plan,
                 train_dataloaders=train_loader,
