@@ -712,12 +712,16 @@ class PerturbationModel:
         n_particles: int = 100,
         batch_size: int = 256,
         seed: int | None = 0,
+        progress_bar: bool = True,
     ) -> float:
-        """Mean predictive IWELBO per cell of ``adata`` (default: the training AnnData)."""
+        """Mean predictive IWELBO per cell of ``adata`` (default: the training AnnData);
+        ``progress_bar`` shows progress when it takes more than two seconds."""
         adata, dataset = self._dataset(adata)
         loader = make_loader(dataset, np.arange(adata.n_obs), batch_size=batch_size, shuffle=False)
         with _seeded(seed):
-            values = predictive_iwelbo(self.module, loader, n_particles=n_particles)
+            values = predictive_iwelbo(
+                self.module, loader, n_particles=n_particles, progress=progress_bar
+            )
         return float(values.mean())
 
     # --- interpretation -----------------------------------------------------------------------

@@ -28,12 +28,13 @@ def predictive_iwelbo(
 
     The ``n_particles`` global draws are made once and shared by all cells; particle p of every
     cell's z_basal is paired with global draw p. Globals are not scored against their priors.
+    ``progress`` shows a bar over the batches when the pass takes more than two seconds.
     """
     device = next(module.parameters()).device
     everything = torch.arange(module.n_perturbations, device=device)
     shared = module.sample_globals(everything, n_particles)
     values = []
-    for batch in tqdm(batches, desc="IWELBO", disable=not progress):
+    for batch in tqdm(batches, desc="IWELBO", disable=not progress, delay=2):
         batch = batch.to(device)
         sample = shared.select(batch.perturbation_index)
         terms = module.local_terms(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from samsvae.config import SAMSVAEConfig
 from samsvae.data.batch import Batch
+from samsvae.evaluate import likelihood
 from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.models import SAMSVAEModule
 
@@ -65,3 +67,18 @@ def test_predictive_iwelbo_draws_globals_once_and_pairs_them_with_local_particle
         )  # (4, 30)
     expected = torch.logsumexp(weights, 0) - torch.log(torch.tensor(4.0))
     torch.testing.assert_close(result, expected)
+
+
+def test_progress_bar_walks_every_batch_and_can_be_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    bars = []
+
+    def recording_bar(batches: list[Batch], *, disable: bool, **_: object) -> list[Batch]:
+        bars.append((len(batches), disable))
+        return batches
+
+    monkeypatch.setattr(likelihood, "tqdm", recording_bar)
+    module = SAMSVAEModule(6, 3, SAMSVAEConfig(n_latent=3, n_hidden=8))
+    batches = [_batch(), _batch(n_cells=10)]
+    for progress in (True, False):
+        assert predictive_iwelbo(module, batches, n_particles=2, progress=progress).shape == (40,)
+    assert bars == [(2, False), (2, True)]
