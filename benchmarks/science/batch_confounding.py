@@ -7,7 +7,7 @@ perturbations are confounded with the batch. The reference effects are the data 
 screen simulated with batches assigned at random (``batch_confounding=0``). SAMS-VAE is trained
 on the confounded screen with and without ``covariate_keys=["batch"]``; reported: the Pearson r
 of each model's ATE (and of the confounded data's own ATE) with the reference, per seed.
-``tests/integration/test_covariates.py`` asserts the seed-0 case. Writes
+``tests/integration/test_covariates.py`` runs :func:`run` for seed 0 and asserts on it. Writes
 ``benchmarks/results/batch_confounding.{json,md}``.
 
     python benchmarks/science/batch_confounding.py --seeds 0 1 2 --threads 1
