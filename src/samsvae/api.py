@@ -298,9 +298,10 @@ class PerturbationModel:
             validate.check_genes_match(adata, self.design)
             self._check_expression(adata)
         expression = self._expression(adata)
-        dosage = self._dosage(adata, coded=streaming.is_on_disk(expression))
+        on_disk = streaming.is_on_disk(expression)
+        dosage = self._dosage(adata, coded=on_disk)
         covariates = self._covariates(adata)
-        if streaming.is_on_disk(expression):
+        if on_disk:
             return adata, streaming.DiskCellDataset(expression, dosage, covariates)
         return adata, CellDataset(expression, dosage, covariates)
 
