@@ -9,6 +9,7 @@ The first line does not depend on the mean, so a training step evaluates it once
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -16,9 +17,58 @@ import torch.nn.functional as F
 
 
 def nb_data_terms(x: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
-    """lgamma(x + theta) - lgamma(theta) - lgamma(x + 1), elementwise; shape of ``x``."""
+    """lgamma(x + theta) - lgamma(theta) - lgamma(x + 1), elementwise; shape of ``x``.
+
+    On CPU the lgamma and digamma (gradient) evaluations are made only where x != 0: at x = 0
+    the terms and their derivative are exactly 0, and count matrices are mostly zeros. The
+    result and gradient are those of the dense expression, bit for bit.
+    """
+    if x.device.type == "cpu":
+        return _NBDataTerms.apply(x, log_theta)
     theta = log_theta.exp()
     return torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+
+
+class _NBDataTerms(torch.autograd.Function):
+    """:func:`nb_data_terms` from the non-zero entries of ``x``. The backward pass repeats the
+    operations autograd makes for the dense expression, in the same order."""
+
+    @staticmethod
+    def forward(ctx, x, log_theta):  # type: ignore[override]
+        theta = log_theta.exp()
+        lgamma_theta = torch.lgamma(theta)
+        nonzero = x.nonzero(as_tuple=True)
+        shifted = _at_nonzero(
+            x, nonzero, lgamma_theta, torch.lgamma(x[nonzero] + theta[nonzero[-1]])
+        )
+        log_factorial = _at_nonzero(x, nonzero, x.new_zeros(()), torch.lgamma(x[nonzero] + 1))
+        ctx.save_for_backward(x, theta)
+        ctx.nonzero = nonzero
+        return shifted - lgamma_theta - log_factorial
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        x, theta = ctx.saved_tensors
+        nonzero = ctx.nonzero
+        digamma_theta = torch.digamma(theta)
+        digamma_shifted = _at_nonzero(
+            x, nonzero, digamma_theta, torch.digamma(x[nonzero] + theta[nonzero[-1]])
+        )
+        leading = tuple(range(x.dim() - 1))
+        from_shifted = (grad * digamma_shifted).sum(leading)  # lgamma(x + theta)
+        from_theta = (-grad).sum(leading) * digamma_theta  # - lgamma(theta)
+        return None, (from_shifted + from_theta) * theta  # through theta = exp(log_theta)
+
+
+def _at_nonzero(
+    x: torch.Tensor, nonzero: tuple[torch.Tensor, ...], fill: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
+    """Shaped like ``x``: ``fill`` broadcast, with ``values`` at the ``nonzero`` entries."""
+    out = fill.expand_as(x).clone(memory_format=torch.contiguous_format)
+    out[nonzero] = values
+    return out
 
 
 def nb_mean_terms(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
@@ -32,35 +82,78 @@ def nb_log_prob(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) 
     return nb_data_terms(x, log_theta) + nb_mean_terms(x, log_mu, log_theta)
 
 
+# Cells per block of the fused NB terms' arithmetic on CPU. A block's temporaries stay in cache
+# instead of making a pass over memory each; every element meets the same operations in the same
+# order as in a whole-tensor pass, so the results are the same to the bit.
+CELL_BLOCK = 256
+
+
+def _cell_blocks(
+    n_cells: int, *tensors: torch.Tensor
+) -> Iterator[tuple[slice, list[torch.Tensor]]]:
+    """(cells, views of each tensor at those cells) for every leading index and block of cells.
+
+    Tensors are contiguous (..., n_cells, k). Off the CPU, one block: the whole tensors.
+    """
+    if tensors[0].device.type != "cpu":
+        yield slice(None), list(tensors)
+        return
+    rows = [t.view(-1, n_cells, t.shape[-1]) for t in tensors]
+    for lead in range(rows[0].shape[0]):
+        for start in range(0, n_cells, CELL_BLOCK):
+            cells = slice(start, start + CELL_BLOCK)
+            yield cells, [r[lead, cells] for r in rows]
+
+
 class _NBMeanTermsFromLogits(torch.autograd.Function):
     """Fused per-cell NB mean terms for mu = library * softmax(logits), summed over genes.
 
     With d = log(mu / theta):  theta log(theta/(theta+mu)) + x log(mu/(theta+mu))
     = x d - (theta + x) softplus(d). The backward pass is written out (dlogmu = x - (theta+x)
     sigmoid(d), then through log_softmax), which saves about a third of the elementwise passes
-    autograd would make over the (particles, cells, genes) tensor.
+    autograd would make over the (particles, cells, genes) tensor; its arithmetic runs block by
+    block of cells (:data:`CELL_BLOCK`).
     """
 
     @staticmethod
     def forward(ctx, logits, x, log_library, log_theta):  # type: ignore[override]
-        log_rho = F.log_softmax(logits, dim=-1)
+        log_rho = F.log_softmax(logits.contiguous(), dim=-1)  # blocks are views
         d = log_rho + (log_library.unsqueeze(-1) - log_theta)
         softplus_d = F.softplus(d)
         theta = log_theta.exp()
         ctx.save_for_backward(log_rho, d, softplus_d, x, theta)
-        return (x * d - (theta + x) * softplus_d).sum(-1)
+        theta_plus_x = theta + x
+        out = logits.new_empty(logits.shape[:-1])
+        for cells, (d_, softplus_, out_) in _cell_blocks(
+            x.shape[-2], d, softplus_d, out.unsqueeze(-1)
+        ):
+            terms = x[cells] * d_
+            torch.sub(terms, theta_plus_x[cells] * softplus_, out=terms)
+            torch.sum(terms, -1, keepdim=True, out=out_)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         log_rho, d, softplus_d, x, theta = ctx.saved_tensors
         p = torch.sigmoid(d)  # mu / (theta + mu)
         g = grad_out.contiguous().unsqueeze(-1)  # an expanded grad_out defeats vectorised loops
-        g_log_mu = (x - (theta + x) * p) * g
-        g_logits = g_log_mu - log_rho.exp() * g_log_mu.sum(-1, keepdim=True)
-        g_log_theta = None
-        if ctx.needs_input_grad[3]:
-            per_entry = (theta * (p - softplus_d) - x * (1 - p)) * g
-            g_log_theta = per_entry.reshape(-1, theta.shape[-1]).sum(0)
+        theta_plus_x = theta + x
+        g_logits = log_rho.exp()  # rho, overwritten block by block with the gradient
+        needs_theta = ctx.needs_input_grad[3]
+        per_entry = torch.empty_like(d) if needs_theta else d  # d: a placeholder, never written
+        for cells, (p_, softplus_, g_, g_logits_, per_entry_) in _cell_blocks(
+            x.shape[-2], p, softplus_d, g, g_logits, per_entry
+        ):
+            x_ = x[cells]
+            g_log_mu = theta_plus_x[cells] * p_
+            torch.sub(x_, g_log_mu, out=g_log_mu).mul_(g_)  # (x - (theta + x) p) g
+            g_logits_.mul_(g_log_mu.sum(-1, keepdim=True))
+            torch.sub(g_log_mu, g_logits_, out=g_logits_)
+            if needs_theta:  # (theta (p - softplus(d)) - x (1 - p)) g
+                entry = theta * (p_ - softplus_)
+                torch.sub(entry, x_ * (1 - p_), out=entry)
+                torch.mul(entry, g_, out=per_entry_)
+        g_log_theta = per_entry.reshape(-1, theta.shape[-1]).sum(0) if needs_theta else None
         return g_logits, None, None, g_log_theta
 
 
