@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samsvae.distributions import nb_data_terms, nb_mean_terms_from_logits, nb_sample
+from samsvae.nn.networks import wide_linear
 
 VARIANCE_FLOOR = 1e-4
 
@@ -56,7 +57,7 @@ class NegativeBinomialHead(LikelihoodHead):
         self.log_theta = nn.Parameter(torch.zeros(n_genes))
 
     def _log_mu(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return log_library.unsqueeze(-1) + F.log_softmax(self.logits(h), dim=-1)
+        return log_library.unsqueeze(-1) + F.log_softmax(wide_linear(h, self.logits), dim=-1)
 
     def data_terms(self, x: torch.Tensor) -> torch.Tensor:
         return nb_data_terms(x, self.log_theta).sum(-1)
@@ -64,7 +65,9 @@ class NegativeBinomialHead(LikelihoodHead):
     def mean_terms(
         self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
     ) -> torch.Tensor:
-        return nb_mean_terms_from_logits(self.logits(h), x, log_library, self.log_theta)
+        return nb_mean_terms_from_logits(
+            wide_linear(h, self.logits), x, log_library, self.log_theta
+        )
 
     def mean(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
         return self._log_mu(h, log_library).exp()

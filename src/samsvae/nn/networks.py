@@ -39,3 +39,42 @@ def required_covariates(covariates: torch.Tensor | None) -> torch.Tensor:
         msg = "This model was set up with covariate_keys; pass the cells' covariates."
         raise ValueError(msg)
     return covariates
+
+
+# Rows per block of the wide output layer's product on CPU: MKL took 15.5 ms for
+# (2560 x 400) @ (400 x 1187) in blocks of 512 rows and 20 ms in one call (2 cores), with the
+# same bits in every row.
+ROW_BLOCK = 512
+
+
+def wide_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)`` for a layer with many outputs (the genes), in blocks of ``ROW_BLOCK`` rows
+    on CPU; values and gradients are those of ``layer(x)``."""
+    if x.device.type != "cpu" or x.numel() // x.shape[-1] <= ROW_BLOCK:
+        return layer(x)
+    return _RowBlockedLinear.apply(x, layer.weight, layer.bias)
+
+
+class _RowBlockedLinear(torch.autograd.Function):
+    """x W^T + b with the forward product in row blocks; the backward makes autograd's products
+    for ``F.linear`` (flattened input, addmm) in one call each."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # type: ignore[override]
+        rows = x.contiguous().view(-1, x.shape[-1])
+        out = rows.new_empty(rows.shape[0], weight.shape[0])
+        for start in range(0, len(rows), ROW_BLOCK):
+            block = slice(start, start + ROW_BLOCK)
+            torch.addmm(bias, rows[block], weight.t(), out=out[block])
+        ctx.save_for_backward(rows, weight)
+        ctx.input_shape = x.shape
+        return out.view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        rows, weight = ctx.saved_tensors
+        grad = grad.reshape(-1, weight.shape[0])
+        grad_x = grad.mm(weight).view(ctx.input_shape) if ctx.needs_input_grad[0] else None
+        grad_weight = grad.t().mm(rows) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
