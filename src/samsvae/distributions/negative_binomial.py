@@ -38,12 +38,12 @@ class _NBDataTerms(torch.autograd.Function):
         theta = log_theta.exp()
         lgamma_theta = torch.lgamma(theta)
         nonzero = x.nonzero(as_tuple=True)
-        shifted = _at_nonzero(
-            x, nonzero, lgamma_theta, torch.lgamma(x[nonzero] + theta[nonzero[-1]])
-        )
-        log_factorial = _at_nonzero(x, nonzero, x.new_zeros(()), torch.lgamma(x[nonzero] + 1))
+        counts = x[nonzero]
+        shifted_counts = counts + theta[nonzero[-1]]  # x + theta where x != 0
+        shifted = _at_nonzero(x, nonzero, lgamma_theta, torch.lgamma(shifted_counts))
+        log_factorial = _at_nonzero(x, nonzero, x.new_zeros(()), torch.lgamma(counts + 1))
         ctx.save_for_backward(x, theta)
-        ctx.nonzero = nonzero
+        ctx.nonzero, ctx.shifted_counts = nonzero, shifted_counts
         return shifted - lgamma_theta - log_factorial
 
     @staticmethod
@@ -51,10 +51,9 @@ class _NBDataTerms(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             return None, None
         x, theta = ctx.saved_tensors
-        nonzero = ctx.nonzero
         digamma_theta = torch.digamma(theta)
         digamma_shifted = _at_nonzero(
-            x, nonzero, digamma_theta, torch.digamma(x[nonzero] + theta[nonzero[-1]])
+            x, ctx.nonzero, digamma_theta, torch.digamma(ctx.shifted_counts)
         )
         leading = tuple(range(x.dim() - 1))
         from_shifted = (grad * digamma_shifted).sum(leading)  # lgamma(x + theta)
