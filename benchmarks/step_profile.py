@@ -1,0 +1,112 @@
+"""Where a CPU training step's time goes, and how much it moves (diagnostic; prints only).
+
+    python benchmarks/step_profile.py                 # torch.profiler over 5 Replogle steps
+    python benchmarks/step_profile.py --paired 40     # 40 steps, each followed by a 4096 GEMM
+
+The first form prints the median step time of 40 steps, then the time per step of the likelihood
+pieces and the matrix products (``torch.profiler``, CPU total per step over 5 further steps on
+the same batches). The second times each step and a 4096 x 4096 product after it, to tell a slow
+machine (both slow) from a slow step (the product holds its rate).
+
+To compare two versions, run it from a checkout of each in turn (``PYTHONPATH=<checkout>/src``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from performance import WORKLOADS, build_module, flops_per_cell, synthetic_data
+
+from samsvae.data import Batch, CellDataset, make_loader
+from samsvae.inference.objectives import minibatch_elbo
+from samsvae.inference.training import reuse_large_allocations
+
+EVENTS = (
+    "_NBMeanTermsFromLogits",
+    "_NBMeanTermsFromLogitsBackward",
+    "_NBDataTerms",
+    "_NBDataTermsBackward",
+    "aten::lgamma",
+    "LgammaBackward0",
+    "aten::digamma",
+    "aten::addmm",
+    "aten::mm",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workload", default="replogle", choices=list(WORKLOADS))
+    parser.add_argument("--guide", default="mean_field")
+    parser.add_argument("--paired", type=int, default=0, metavar="N_STEPS")
+    args = parser.parse_args()
+    w = WORKLOADS[args.workload]
+    n_batches = 3 + max(args.paired, 45)
+    counts, dosage = synthetic_data(w, w.batch_size * n_batches)
+    module = build_module(w, args.guide, dosage, torch.device("cpu"))
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-4)
+    rows = np.arange(counts.shape[0])
+    batches = list(
+        make_loader(CellDataset(counts, dosage), rows, batch_size=w.batch_size, shuffle=True)
+    )
+
+    def step(batch: Batch) -> float:
+        start = time.perf_counter()
+        optimiser.zero_grad(set_to_none=True)
+        minibatch_elbo(module, batch, w.n_particles).loss.backward()
+        optimiser.step()
+        return time.perf_counter() - start
+
+    with reuse_large_allocations():  # as fit() does
+        for batch in batches[:3]:
+            step(batch)
+        if args.paired:
+            paired(
+                batches[3 : 3 + args.paired], step, flops_per_cell(w, args.guide, 0) * w.batch_size
+            )
+        else:
+            profiled(batches[3:], step)
+
+
+def paired(batches: list[Batch], step: Callable[[Batch], float], step_flops: float) -> None:
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    steps, gemms = [], []
+    for batch in batches:
+        steps.append(step(batch))
+        start = time.perf_counter()
+        a @ b
+        gemms.append(2 * 4096**3 / (time.perf_counter() - start))
+    steps_ms, gemm_gflops = np.array(steps) * 1e3, np.array(gemms) / 1e9
+    print("step (ms):        ", " ".join(f"{s:.0f}" for s in steps_ms))
+    print("GEMM (GFLOP/s):   ", " ".join(f"{g:.0f}" for g in gemm_gflops))
+    print(
+        f"step {steps_ms.min():.0f}-{steps_ms.max():.0f} ms (median {np.median(steps_ms):.1f}); "
+        f"GEMM {gemm_gflops.min():.0f}-{gemm_gflops.max():.0f} GFLOP/s; "
+        f"correlation of step time and GEMM time "
+        f"{np.corrcoef(steps_ms, 1 / gemm_gflops)[0, 1]:.2f}; step FLOPs without the "
+        f"correlated guide's network {step_flops / 1e9:.1f} GFLOP"
+    )
+
+
+def profiled(batches: list[Batch], step: Callable[[Batch], float]) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    seconds = [step(batch) for batch in batches[:40]]
+    print(f"median step over {len(seconds)} steps: {np.median(seconds) * 1e3:.1f} ms")
+    n_profiled = len(batches[40:45])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[40:45]:
+            step(batch)
+    for event in prof.key_averages():
+        if event.key in EVENTS:
+            print(f"{event.key:34s} {event.cpu_time_total / n_profiled / 1e3:7.2f} ms per step")
+
+
+if __name__ == "__main__":
+    main()
