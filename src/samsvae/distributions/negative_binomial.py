@@ -94,7 +94,7 @@ def _cell_blocks(
 
     Tensors are contiguous (..., n_cells, k). Off the CPU, one block: the whole tensors.
     """
-    if tensors[0].device.type != "cpu":
+    if not _in_blocks(tensors[0].device):
         yield slice(None), list(tensors)
         return
     rows = [t.view(-1, n_cells, t.shape[-1]) for t in tensors]
@@ -102,6 +102,11 @@ def _cell_blocks(
         for start in range(0, n_cells, CELL_BLOCK):
             cells = slice(start, start + CELL_BLOCK)
             yield cells, [r[lead, cells] for r in rows]
+
+
+def _in_blocks(device: torch.device) -> bool:
+    """Block by block on CPU only: a GPU gains nothing from it and would launch more kernels."""
+    return device.type == "cpu"
 
 
 class _NBMeanTermsFromLogits(torch.autograd.Function):

@@ -143,8 +143,8 @@ def _fused_terms_and_gradients(
 def test_fused_nb_terms_are_the_same_bits_in_any_blocks_of_cells(
     monkeypatch: pytest.MonkeyPatch, n_threads: int
 ) -> None:
-    # 2 particles x 300 cells x 37 genes: blocks of 7 cells leave ragged ends in every row and
-    # particle, which must not change a single bit against one block per particle.
+    # 2 particles x 300 cells x 37 genes: blocks of 7 cells leave a ragged end in every particle,
+    # which must not change a single bit against one block per particle or whole tensors.
     generator = torch.Generator().manual_seed(1)
     x = _sparse_counts((300, 37), 0.3, seed=1)
     logits = torch.randn(2, 300, 37, generator=generator)
@@ -156,9 +156,13 @@ def test_fused_nb_terms_are_the_same_bits_in_any_blocks_of_cells(
         for block in (7, 300):
             monkeypatch.setattr(negative_binomial, "CELL_BLOCK", block)
             results.append(_fused_terms_and_gradients(logits, x, weights))
+        # the whole tensors at once, as on a GPU
+        monkeypatch.setattr(negative_binomial, "_in_blocks", lambda device: False)
+        results.append(_fused_terms_and_gradients(logits, x, weights))
     finally:
         torch.set_num_threads(threads)
-    for small_blocks, whole in zip(*results, strict=True):
+    for small_blocks, one_per_particle, whole in zip(*results, strict=True):
+        torch.testing.assert_close(small_blocks, one_per_particle, rtol=0, atol=0)
         torch.testing.assert_close(small_blocks, whole, rtol=0, atol=0)
 
 
