@@ -2,11 +2,14 @@
 
     python benchmarks/step_profile.py                 # torch.profiler over 5 Replogle steps
     python benchmarks/step_profile.py --paired 40     # 40 steps, each followed by a 4096 GEMM
+    python benchmarks/step_profile.py --data-terms    # NB data terms: non-zeros vs dense
 
 The first form prints the median step time of 40 steps, then the time per step of the likelihood
 pieces and the matrix products (``torch.profiler``, CPU total per step over 5 further steps on
 the same batches). The second times each step and a 4096 x 4096 product after it, to tell a slow
-machine (both slow) from a slow step (the product holds its rate).
+machine (both slow) from a slow step (the product holds its rate). The third times the NB data
+terms with their gradient on 512 x 1187 counts of several densities, evaluated at the non-zero
+counts and densely (``negative_binomial.SPARSE_DENSITY`` chooses between them).
 
 To compare two versions, run it from a checkout of each in turn (``PYTHONPATH=<checkout>/src``).
 """
@@ -22,6 +25,7 @@ import torch
 from performance import WORKLOADS, build_module, flops_per_cell, synthetic_data
 
 from samsvae.data import Batch, CellDataset, make_loader
+from samsvae.distributions import negative_binomial
 from samsvae.inference.objectives import minibatch_elbo
 from samsvae.inference.training import reuse_large_allocations
 
@@ -45,7 +49,11 @@ def main() -> None:
     parser.add_argument("--workload", default="replogle", choices=list(WORKLOADS))
     parser.add_argument("--guide", default="mean_field")
     parser.add_argument("--paired", type=int, default=0, metavar="N_STEPS")
+    parser.add_argument("--data-terms", action="store_true")
     args = parser.parse_args()
+    if args.data_terms:
+        data_terms_by_density()
+        return
     w = WORKLOADS[args.workload]
     n_batches = 3 + max(args.paired, 45)
     counts, dosage = synthetic_data(w, w.batch_size * n_batches)
@@ -106,6 +114,31 @@ def profiled(batches: list[Batch], step: Callable[[Batch], float]) -> None:
     for event in prof.key_averages():
         if event.key in EVENTS:
             print(f"{event.key:34s} {event.cpu_time_total / n_profiled / 1e3:7.2f} ms per step")
+
+
+def data_terms_by_density(n_repeats: int = 20) -> None:
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.randn(512, generator=generator)
+    for density in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
+        rates = torch.rand(512, 1187, generator=generator) * 20 + 0.5
+        keep = torch.rand(512, 1187, generator=generator) < density
+        counts = torch.poisson(rates, generator=generator) * keep
+        times = {}
+        for name, share in (("non-zeros", 1.0), ("dense", -1.0)):
+            negative_binomial.SPARSE_DENSITY = share
+            log_theta = torch.randn(1187, generator=torch.Generator().manual_seed(1))
+            log_theta.requires_grad_()
+            for _ in range(3):
+                (
+                    negative_binomial.nb_data_terms(counts, log_theta).sum(-1) * weights
+                ).sum().backward()
+            start = time.perf_counter()
+            for _ in range(n_repeats):
+                (
+                    negative_binomial.nb_data_terms(counts, log_theta).sum(-1) * weights
+                ).sum().backward()
+            times[name] = (time.perf_counter() - start) / n_repeats * 1e3
+        print(f"density {density:.1f}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items()))
 
 
 if __name__ == "__main__":
