@@ -3,13 +3,16 @@
     python benchmarks/step_profile.py                 # torch.profiler over 5 Replogle steps
     python benchmarks/step_profile.py --paired 40     # 40 steps, each followed by a 4096 GEMM
     python benchmarks/step_profile.py --data-terms    # NB data terms: non-zeros vs dense
+    python benchmarks/step_profile.py --gene-layer    # gene layer product: blocks vs one call
 
 The first form prints the median step time of 40 steps, then the time per step of the likelihood
 pieces and the matrix products (``torch.profiler``, CPU total per step over 5 further steps on
 the same batches). The second times each step and a 4096 x 4096 product after it, to tell a slow
 machine (both slow) from a slow step (the product holds its rate). The third times the NB data
 terms with their gradient on 512 x 1187 counts of several densities, evaluated at the non-zero
-counts and densely (``negative_binomial.SPARSE_DENSITY`` chooses between them).
+counts and densely (``negative_binomial.SPARSE_DENSITY`` chooses between them). The fourth times
+the forward product of a decoder's gene layer (P x B rows, H inputs, several gene counts) in row
+blocks and in one call, and prints which one ``samsvae.nn.networks.wide_linear`` chose.
 
 To compare two versions, run it from a checkout of each in turn (``PYTHONPATH=<checkout>/src``).
 """
@@ -28,6 +31,7 @@ from samsvae.data import Batch, CellDataset, make_loader
 from samsvae.distributions import negative_binomial
 from samsvae.inference.objectives import minibatch_elbo
 from samsvae.inference.training import reuse_large_allocations
+from samsvae.nn import networks
 
 EVENTS = (
     "_NBMeanTermsFromLogits",
@@ -50,11 +54,15 @@ def main() -> None:
     parser.add_argument("--guide", default="mean_field")
     parser.add_argument("--paired", type=int, default=0, metavar="N_STEPS")
     parser.add_argument("--data-terms", action="store_true")
+    parser.add_argument("--gene-layer", action="store_true")
     args = parser.parse_args()
+    w = WORKLOADS[args.workload]
     if args.data_terms:
         data_terms_by_density()
         return
-    w = WORKLOADS[args.workload]
+    if args.gene_layer:
+        gene_layer(w.n_particles * w.batch_size, w.n_hidden)
+        return
     n_batches = 3 + max(args.paired, 45)
     counts, dosage = synthetic_data(w, w.batch_size * n_batches)
     module = build_module(w, args.guide, dosage, torch.device("cpu"))
@@ -139,6 +147,35 @@ def data_terms_by_density(n_repeats: int = 20) -> None:
                 ).sum().backward()
             times[name] = (time.perf_counter() - start) / n_repeats * 1e3
         print(f"density {density:.1f}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items()))
+
+
+def gene_layer(n_rows: int, n_hidden: int) -> None:
+    for n_genes in (299, 366, 1187, 2000, 5000):
+        compare_gene_layer(torch.nn.Linear(n_hidden, n_genes), torch.randn(n_rows, n_hidden))
+
+
+def compare_gene_layer(layer: torch.nn.Linear, x: torch.Tensor, n_repeats: int = 20) -> None:
+    runs = {
+        "row blocks": lambda: networks._RowBlockedLinear.apply(x, layer.weight, layer.bias),
+        "one call": lambda: layer(x),
+    }
+    times: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for _ in range(2):  # alternate, to share the machine's ups and downs
+            for name, run in runs.items():
+                run()
+                start = time.perf_counter()
+                for _ in range(n_repeats):
+                    run()
+                times.setdefault(name, []).append((time.perf_counter() - start) / n_repeats)
+        same = torch.equal(runs["row blocks"](), runs["one call"]())
+    blocks, one = min(times["row blocks"]), min(times["one call"])
+    print(
+        f"({len(x)} x {layer.in_features}) @ ({layer.in_features} x {layer.out_features}): "
+        f"row blocks {blocks * 1e3:.1f} ms, one call {one * 1e3:.1f} ms, "
+        f"ratio {blocks / one:.2f}; same bits: {same}; "
+        f"wide_linear uses blocks: {networks.blocks_win(layer.weight, x.dtype)}"
+    )
 
 
 if __name__ == "__main__":

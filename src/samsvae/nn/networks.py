@@ -1,6 +1,9 @@
-"""Residual multilayer perceptron trunk."""
+"""Residual multilayer perceptron trunk, and the product of a wide output layer."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -41,18 +44,56 @@ def required_covariates(covariates: torch.Tensor | None) -> torch.Tensor:
     return covariates
 
 
-# Rows per block of the wide output layer's product on CPU: MKL took 15.5 ms for
-# (2560 x 400) @ (400 x 1187) in blocks of 512 rows and 20 ms in one call (2 cores), with the
-# same bits in every row.
+# Rows per block of the wide output layer's product on CPU. Whether blocks beat one call depends
+# on the shape: on this project's machine (MKL, AVX-512), (2560 x 400) @ (400 x G) took 0.72-0.75
+# of the time in blocks of 512 rows for G = 1,187, about the same for G = 299 and 2,000, and
+# 1.06-1.12 for G = 5,000 (`python benchmarks/step_profile.py --gene-layer`). So the choice is
+# timed once per shape.
 ROW_BLOCK = 512
+_BLOCKS_WIN: dict[tuple[int, int, torch.dtype, int], bool] = {}
 
 
 def wide_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """``layer(x)`` for a layer with many outputs (the genes), in blocks of ``ROW_BLOCK`` rows
-    on CPU; values and gradients are those of ``layer(x)``."""
-    if x.device.type != "cpu" or x.numel() // x.shape[-1] <= ROW_BLOCK:
+    """``layer(x)`` for a layer with many outputs (the genes); on CPU, in blocks of ``ROW_BLOCK``
+    rows where that is faster. Values and gradients are those of ``layer(x)`` either way."""
+    if x.device.type != "cpu" or layer.bias is None or x.numel() // x.shape[-1] <= ROW_BLOCK:
+        return layer(x)
+    if not blocks_win(layer.weight, x.dtype):
         return layer(x)
     return _RowBlockedLinear.apply(x, layer.weight, layer.bias)
+
+
+def blocks_win(weight: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether the product with ``weight`` in row blocks beat one call, timed once per shape,
+    dtype and thread count on four blocks of rows (within 5%, one call is kept)."""
+    key = (*weight.shape, dtype, torch.get_num_threads())
+    if key not in _BLOCKS_WIN:
+        generator = torch.Generator().manual_seed(0)  # not the global one: no draw may move
+        probe = torch.randn(4 * ROW_BLOCK, weight.shape[1], generator=generator, dtype=dtype)
+        weight_t, bias = weight.detach().t().to(dtype), torch.zeros(weight.shape[0], dtype=dtype)
+        out = torch.empty(len(probe), weight.shape[0], dtype=dtype)
+
+        def one_call() -> None:
+            torch.addmm(bias, probe, weight_t, out=out)
+
+        def in_blocks() -> None:
+            for start in range(0, len(probe), ROW_BLOCK):
+                block = slice(start, start + ROW_BLOCK)
+                torch.addmm(bias, probe[block], weight_t, out=out[block])
+
+        seconds = {run: _best_time(run) for run in (one_call, in_blocks)}
+        _BLOCKS_WIN[key] = seconds[in_blocks] < 0.95 * seconds[one_call]
+    return _BLOCKS_WIN[key]
+
+
+def _best_time(run: Callable[[], None], repeats: int = 3) -> float:
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 class _RowBlockedLinear(torch.autograd.Function):
