@@ -56,9 +56,12 @@ _BLOCKS_WIN: dict[tuple[int, int, torch.dtype, int], bool] = {}
 def wide_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """``layer(x)`` for a layer with many outputs (the genes); on CPU, in blocks of ``ROW_BLOCK``
     rows where that is faster. Values and gradients are those of ``layer(x)`` either way."""
-    if x.device.type != "cpu" or layer.bias is None or x.numel() // x.shape[-1] <= ROW_BLOCK:
-        return layer(x)
-    if not blocks_win(layer.weight, x.dtype):
+    if (
+        x.device.type != "cpu"
+        or layer.bias is None
+        or x.numel() // x.shape[-1] <= ROW_BLOCK
+        or not blocks_win(layer.weight, x.dtype)
+    ):
         return layer(x)
     return _RowBlockedLinear.apply(x, layer.weight, layer.bias)
 
@@ -77,13 +80,20 @@ def blocks_win(weight: torch.Tensor, dtype: torch.dtype) -> bool:
             torch.addmm(bias, probe, weight_t, out=out)
 
         def in_blocks() -> None:
-            for start in range(0, len(probe), ROW_BLOCK):
-                block = slice(start, start + ROW_BLOCK)
-                torch.addmm(bias, probe[block], weight_t, out=out[block])
+            _addmm_in_row_blocks(bias, probe, weight_t, out)
 
         seconds = {run: _best_time(run) for run in (one_call, in_blocks)}
         _BLOCKS_WIN[key] = seconds[in_blocks] < 0.95 * seconds[one_call]
     return _BLOCKS_WIN[key]
+
+
+def _addmm_in_row_blocks(
+    bias: torch.Tensor, rows: torch.Tensor, weight_t: torch.Tensor, out: torch.Tensor
+) -> None:
+    """out = bias + rows @ weight_t, one block of ``ROW_BLOCK`` rows at a time."""
+    for start in range(0, len(rows), ROW_BLOCK):
+        block = slice(start, start + ROW_BLOCK)
+        torch.addmm(bias, rows[block], weight_t, out=out[block])
 
 
 def _best_time(run: Callable[[], None], repeats: int = 3) -> float:
@@ -104,9 +114,7 @@ class _RowBlockedLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias):  # type: ignore[override]
         rows = x.contiguous().view(-1, x.shape[-1])
         out = rows.new_empty(rows.shape[0], weight.shape[0])
-        for start in range(0, len(rows), ROW_BLOCK):
-            block = slice(start, start + ROW_BLOCK)
-            torch.addmm(bias, rows[block], weight.t(), out=out[block])
+        _addmm_in_row_blocks(bias, rows, weight.t(), out)
         ctx.save_for_backward(rows, weight)
         ctx.input_shape = x.shape
         return out.view(*x.shape[:-1], weight.shape[0])
