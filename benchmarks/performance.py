@@ -20,6 +20,7 @@ import platform
 import resource
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import scipy.sparse as sp
 import torch
 
 from samsvae.config import SAMSVAEConfig
-from samsvae.data import CellDataset, DeviceBatches, make_loader
+from samsvae.data import Batch, CellDataset, DeviceBatches, make_loader
 from samsvae.evaluate.ate import model_average_treatment_effects
 from samsvae.inference.objectives import minibatch_elbo
 from samsvae.inference.training import reuse_large_allocations
@@ -128,6 +129,36 @@ def build_module(
     return module.to(device)
 
 
+def training_setup(
+    w: Workload, guide: str, n_cells: int, device: torch.device, *, lr: float = 1e-4
+) -> tuple[SAMSVAEModule, torch.optim.Optimizer, Iterable[Batch]]:
+    """The module, its Adam optimiser and shuffled batches of ``w.batch_size`` of ``n_cells``
+    synthetic cells: CSR row slices on CPU, device-resident rows on a GPU (as SAMSVAE.train
+    does when the data fit)."""
+    counts, dosage = synthetic_data(w, n_cells)
+    module = build_module(w, guide, dosage, device)
+    optimiser = torch.optim.Adam(module.parameters(), lr=lr)
+    dataset, rows = CellDataset(counts, dosage), np.arange(n_cells)
+    if device.type == "cuda":
+        return (
+            module,
+            optimiser,
+            DeviceBatches(dataset, rows, batch_size=w.batch_size, shuffle=True, device=device),
+        )
+    return module, optimiser, make_loader(dataset, rows, batch_size=w.batch_size, shuffle=True)
+
+
+def train_step(
+    module: SAMSVAEModule, optimiser: torch.optim.Optimizer, batch: Batch, n_particles: int
+) -> torch.Tensor:
+    """One step of the plated ELBO: zero the gradients, backward, Adam; returns the loss."""
+    optimiser.zero_grad(set_to_none=True)
+    loss = minibatch_elbo(module, batch, n_particles).loss
+    loss.backward()
+    optimiser.step()
+    return loss
+
+
 def time_training(w: Workload, guide: str, device: torch.device, n_steps: int) -> dict:
     """Steps/s of loader + ELBO + backward + Adam over ``n_steps`` after 3 warm-up steps.
 
@@ -135,22 +166,13 @@ def time_training(w: Workload, guide: str, device: torch.device, n_steps: int) -
     median step, which a few steps slowed by other work on a shared machine do not move. The
     mean is recorded beside it.
     """
-    counts, dosage = synthetic_data(w, w.batch_size * (n_steps + 3))
-    module = build_module(w, guide, dosage, device)
-    optimiser = torch.optim.Adam(module.parameters(), lr=1e-4)
-    dataset, rows = CellDataset(counts, dosage), np.arange(counts.shape[0])
-    if device.type == "cuda":  # as SAMSVAE.train does when the data fit on the GPU
-        loader = DeviceBatches(dataset, rows, batch_size=w.batch_size, shuffle=True, device=device)
-    else:
-        loader = make_loader(dataset, rows, batch_size=w.batch_size, shuffle=True)
+    module, optimiser, loader = training_setup(w, guide, w.batch_size * (n_steps + 3), device)
     present, ends = [], []
     _sync(device)
     for batch in loader:
         batch = batch.to(device)
         present.append(len(batch.perturbation_index))
-        optimiser.zero_grad(set_to_none=True)
-        minibatch_elbo(module, batch, w.n_particles).loss.backward()
-        optimiser.step()
+        train_step(module, optimiser, batch, w.n_particles)
         _sync(device)
         ends.append(time.perf_counter())
     step_seconds = np.diff(ends[2:])  # steps 4, 5, ...: after 3 warm-up steps

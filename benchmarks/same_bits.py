@@ -16,15 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from performance import WORKLOADS, build_module, synthetic_data
+from performance import WORKLOADS, train_step, training_setup
 from safetensors.torch import load_file, save_file
 
 import samsvae
-from samsvae.data import CellDataset, make_loader
 from samsvae.datasets import simulate
-from samsvae.inference.objectives import minibatch_elbo
 from samsvae.inference.training import reuse_large_allocations
 
 GUIDES = ("mean_field", "correlated")
@@ -48,18 +45,12 @@ def shaped_steps() -> dict[str, torch.Tensor]:
     tensors = {}
     for name, w in WORKLOADS.items():
         for guide in GUIDES:
-            counts, dosage = synthetic_data(w, 512 * 3 + 137)
-            module = build_module(w, guide, dosage, torch.device("cpu"))
-            optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
-            rows = np.arange(counts.shape[0])
-            loader = make_loader(CellDataset(counts, dosage), rows, batch_size=512, shuffle=True)
+            cpu = torch.device("cpu")
+            module, optimiser, loader = training_setup(w, guide, 512 * 3 + 137, cpu, lr=1e-3)
             torch.manual_seed(1)
             with reuse_large_allocations():
                 for step, batch in enumerate(loader):
-                    optimiser.zero_grad(set_to_none=True)
-                    loss = minibatch_elbo(module, batch, w.n_particles).loss
-                    loss.backward()
-                    optimiser.step()
+                    loss = train_step(module, optimiser, batch, w.n_particles)
                     tensors[f"{name}.{guide}.loss{step}"] = loss.detach()
             for key, value in module.state_dict().items():
                 tensors[f"{name}.{guide}.{key}"] = value

@@ -25,11 +25,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from performance import WORKLOADS, build_module, flops_per_cell, synthetic_data
+from performance import WORKLOADS, flops_per_cell, train_step, training_setup
 
-from samsvae.data import Batch, CellDataset, make_loader
+from samsvae.data import Batch
 from samsvae.distributions import negative_binomial
-from samsvae.inference.objectives import minibatch_elbo
 from samsvae.inference.training import reuse_large_allocations
 from samsvae.nn import networks
 
@@ -64,19 +63,13 @@ def main() -> None:
         gene_layer(w.n_particles * w.batch_size, w.n_hidden)
         return
     n_batches = 3 + max(args.paired, 45)
-    counts, dosage = synthetic_data(w, w.batch_size * n_batches)
-    module = build_module(w, args.guide, dosage, torch.device("cpu"))
-    optimiser = torch.optim.Adam(module.parameters(), lr=1e-4)
-    rows = np.arange(counts.shape[0])
-    batches = list(
-        make_loader(CellDataset(counts, dosage), rows, batch_size=w.batch_size, shuffle=True)
-    )
+    cpu = torch.device("cpu")
+    module, optimiser, loader = training_setup(w, args.guide, w.batch_size * n_batches, cpu)
+    batches = list(loader)
 
     def step(batch: Batch) -> float:
         start = time.perf_counter()
-        optimiser.zero_grad(set_to_none=True)
-        minibatch_elbo(module, batch, w.n_particles).loss.backward()
-        optimiser.step()
+        train_step(module, optimiser, batch, w.n_particles)
         return time.perf_counter() - start
 
     with reuse_large_allocations():  # as fit() does
@@ -127,26 +120,28 @@ def profiled(batches: list[Batch], step: Callable[[Batch], float]) -> None:
 def data_terms_by_density(n_repeats: int = 20) -> None:
     generator = torch.Generator().manual_seed(0)
     weights = torch.randn(512, generator=generator)
+    log_theta = torch.randn(1187, generator=generator).requires_grad_()
+    threshold = negative_binomial.SPARSE_DENSITY
     for density in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
         rates = torch.rand(512, 1187, generator=generator) * 20 + 0.5
         keep = torch.rand(512, 1187, generator=generator) < density
         counts = torch.poisson(rates, generator=generator) * keep
+
+        def run() -> None:
+            terms = negative_binomial.nb_data_terms(counts, log_theta)  # noqa: B023
+            (terms.sum(-1) * weights).sum().backward()
+
         times = {}
         for name, share in (("non-zeros", 1.0), ("dense", -1.0)):
-            negative_binomial.SPARSE_DENSITY = share
-            log_theta = torch.randn(1187, generator=torch.Generator().manual_seed(1))
-            log_theta.requires_grad_()
+            negative_binomial.SPARSE_DENSITY = share  # every batch down one path
             for _ in range(3):
-                (
-                    negative_binomial.nb_data_terms(counts, log_theta).sum(-1) * weights
-                ).sum().backward()
+                run()
             start = time.perf_counter()
             for _ in range(n_repeats):
-                (
-                    negative_binomial.nb_data_terms(counts, log_theta).sum(-1) * weights
-                ).sum().backward()
+                run()
             times[name] = (time.perf_counter() - start) / n_repeats * 1e3
         print(f"density {density:.1f}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items()))
+    negative_binomial.SPARSE_DENSITY = threshold
 
 
 def gene_layer(n_rows: int, n_hidden: int) -> None:
