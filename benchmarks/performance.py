@@ -4,8 +4,9 @@ One process, one run: measures the fp32 GEMM peak, then for each configuration a
 training throughput (median step) of the real data path (CSR row slicing) + plated ELBO +
 backward + Adam, the analytic FLOPs per cell, and efficiency = achieved FLOP/s / GEMM peak
 (best of 10 products); then the time of a full ATE
-(every perturbation, 2,500 particles) at Replogle scale against one training epoch, and
-peak memory.
+(every perturbation, 2,500 particles) at Replogle scale against one training epoch, with a
+floor under it (the decoder's products at the GEMM peak plus the measured cost of every NB
+count drawn), and peak memory.
 Writes JSON and a markdown table.
 
     python benchmarks/performance.py                       # CPU, all configurations
@@ -30,6 +31,7 @@ import torch
 
 from samsvae.config import SAMSVAEConfig
 from samsvae.data import Batch, CellDataset, DeviceBatches, make_loader
+from samsvae.distributions.negative_binomial import nb_sample
 from samsvae.evaluate.ate import model_average_treatment_effects
 from samsvae.inference.objectives import minibatch_elbo
 from samsvae.inference.training import reuse_large_allocations
@@ -191,16 +193,56 @@ def time_training(w: Workload, guide: str, device: torch.device, n_steps: int) -
     }
 
 
+ATE_PARTICLES_PER_CHUNK = 250  # model_average_treatment_effects' default
+
+
+def _ate_module(w: Workload, device: torch.device) -> SAMSVAEModule:
+    _, dosage = synthetic_data(w, 1000)
+    return build_module(w, "mean_field", dosage, device)
+
+
 def time_ate(w: Workload, device: torch.device, n_samples: int) -> float:
     """Seconds for the model ATE of every perturbation (one-hot dosages) with ``n_samples``."""
-    _, dosage = synthetic_data(w, 1000)
-    module = build_module(w, "mean_field", dosage, device)
+    module = _ate_module(w, device)
     interventions = torch.eye(w.n_perturbations)
     _sync(device)
     start = time.perf_counter()
-    model_average_treatment_effects(module, interventions, n_samples=n_samples)
+    model_average_treatment_effects(
+        module, interventions, n_samples=n_samples, particles_per_chunk=ATE_PARTICLES_PER_CHUNK
+    )
     _sync(device)
     return time.perf_counter() - start
+
+
+@torch.no_grad()
+def nb_draw_seconds(w: Workload, device: torch.device) -> float:
+    """Seconds per count of ``nb_sample`` (all threads) on one ATE chunk: the means the
+    ATE's module decodes for its default chunk of particles x (control + every perturbation)."""
+    module = _ate_module(w, device)
+    z = torch.randn(ATE_PARTICLES_PER_CHUNK, w.n_perturbations + 1, w.n_latent, device=device)
+    hidden = module.decode(z, module.draw_covariates(len(z), z))
+    log_mu = module.likelihood.mean(hidden, torch.full(z.shape[:-1], 1e4).log()).log_()
+    _sync(device)
+    start = time.perf_counter()
+    nb_sample(log_mu, module.likelihood.log_theta)
+    _sync(device)
+    return (time.perf_counter() - start) / log_mu.numel()
+
+
+def ate_floor(w: Workload, n_samples: int, peak: float, draw_seconds: float) -> dict:
+    """A floor under the ATE's time with this sampler: the decoder's products (two layers per
+    particle and intervention) at the GEMM peak plus every count at ``draw_seconds``."""
+    n_rows = n_samples * (w.n_perturbations + 1)
+    decoder_flops = 2 * n_rows * (w.n_latent * w.n_hidden + w.n_hidden * w.n_genes)
+    n_draws = n_rows * w.n_genes
+    return {
+        "decoder_flops": decoder_flops,
+        "decoder_seconds_at_peak": decoder_flops / peak,
+        "nb_draws": n_draws,
+        "nb_draw_ns": draw_seconds * 1e9,
+        "nb_draw_seconds": n_draws * draw_seconds,
+        "seconds": decoder_flops / peak + n_draws * draw_seconds,
+    }
 
 
 def peak_memory_bytes(device: torch.device) -> int:
@@ -265,12 +307,19 @@ def main() -> None:
             for r in rows
             if r["workload"]["name"] == "replogle" and r["guide"] == "mean_field"
         )
+        floor = ate_floor(
+            WORKLOADS["replogle"],
+            args.ate_samples,
+            peak,
+            nb_draw_seconds(WORKLOADS["replogle"], device),
+        )
         ate = {
             "seconds": ate_seconds,
             "n_samples": args.ate_samples,
             "n_interventions": WORKLOADS["replogle"].n_perturbations,
             "epoch_seconds_mean_field": epoch,
             "ate_over_epoch": ate_seconds / epoch,
+            "floor": {**floor, "over_epoch": floor["seconds"] / epoch},
         }
     result = {
         "device": torch.cuda.get_device_name(device)
@@ -325,6 +374,15 @@ def markdown(result: dict) -> str:
             f"{a['n_samples']} particles: {a['seconds']:.1f} s = {a['ate_over_epoch']:.2f} "
             f"of one mean-field training epoch ({a['epoch_seconds_mean_field']:.1f} s).",
         ]
+        if "floor" in a:
+            f = a["floor"]
+            lines.append(
+                f"Floor with this sampler: the decoder's {f['decoder_flops'] / 1e12:.2f} TFLOP "
+                f"at the GEMM peak ({f['decoder_seconds_at_peak']:.1f} s) + "
+                f"{f['nb_draws'] / 1e9:.2f}e9 NB counts at {f['nb_draw_ns']:.1f} ns each "
+                f"({f['nb_draw_seconds']:.1f} s) = "
+                f"{f['seconds']:.1f} s = {f['over_epoch']:.2f} epochs."
+            )
     lines += ["", f"Peak memory: {result['peak_memory_bytes'] / 2**30:.2f} GiB."]
     return "\n".join(lines) + "\n"
 

@@ -479,8 +479,17 @@ def _label_parameters(
     }
 
 
+_NAME_SLICE = 65_536
+
+
 def _obs_names_sha256(adata: ad.AnnData) -> str:
-    return hashlib.sha256("\0".join(map(str, adata.obs_names)).encode()).hexdigest()
+    """SHA-256 of the obs names joined by NUL, fed a slice of names at a time: joining all of
+    them at once makes two transient copies (str and bytes) the size of every name."""
+    digest, names = hashlib.sha256(), adata.obs_names
+    for start in range(0, len(names), _NAME_SLICE):
+        part = "\0".join(map(str, names[start : start + _NAME_SLICE]))
+        digest.update((f"\0{part}" if start else part).encode())
+    return digest.hexdigest()
 
 
 def _make_split(

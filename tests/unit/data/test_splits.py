@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from samsvae.data import (
     norman_data_efficiency_split,
     norman_ood_split,
     random_split,
+    splits,
 )
 
 if TYPE_CHECKING:
@@ -149,3 +151,13 @@ def test_unknown_task_and_bad_fraction_are_refused(norman: ad.AnnData) -> None:
         make_split(norman, "norman_odd")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"fraction=1.5 must lie in \[0, 1\]"):
         norman_ood_split(norman, fraction=1.5)
+
+
+def test_the_names_fingerprint_fed_in_slices_is_the_hash_of_all_names_joined(
+    tiny_adata: ad.AnnData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Splits saved before the names were hashed slice by slice must still check."""
+    expected = hashlib.sha256("\0".join(tiny_adata.obs_names).encode()).hexdigest()
+    for slice_size in (7, 1, tiny_adata.n_obs, 65_536):
+        monkeypatch.setattr(splits, "_NAME_SLICE", slice_size)
+        assert splits._obs_names_sha256(tiny_adata) == expected
