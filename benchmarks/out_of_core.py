@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,16 +46,22 @@ def write_h5ad(path: Path, n_cells: int, seed: int = 0) -> None:
     ad.AnnData(X=x, obs=obs, var=var).write_h5ad(path)
 
 
-def train_one_epoch(path: str) -> dict[str, float]:
-    """Run in the child: one epoch out of core; returns seconds and peak RSS in MB."""
+def open_and_train(path: str) -> tuple[Any, Any]:
+    """Open ``path`` backed and train the benchmark's model for one epoch; (adata, model)."""
     import samsvae
     from samsvae.data.streaming import read_backed
 
-    start = time.perf_counter()
     adata = read_backed(path)
     samsvae.SAMSVAE.setup_anndata(adata)
     model = samsvae.SAMSVAE(adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field")
     model.train(max_epochs=1, batch_size=1024, train_size=0.95, progress_bar=False)
+    return adata, model
+
+
+def train_one_epoch(path: str) -> dict[str, float]:
+    """Run in the child: one epoch out of core; returns seconds and peak RSS in MB."""
+    start = time.perf_counter()
+    adata, _ = open_and_train(path)
     seconds = time.perf_counter() - start
     status = Path("/proc/self/status").read_text().splitlines()
     peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
