@@ -74,9 +74,14 @@ def train_one_epoch(path: str) -> dict[str, float]:
 
 def measure(path: Path) -> dict[str, float]:
     """One epoch on ``path`` in a fresh child process (peak RSS is per process)."""
-    child = [sys.executable, __file__, "--child", str(path)]
+    return {**run_child(__file__, path), "file_mb": path.stat().st_size >> 20}
+
+
+def run_child(script: str, path: str | Path) -> Any:
+    """The JSON that ``python script --child path`` prints on its last line."""
+    child = [sys.executable, script, "--child", str(path)]
     output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
-    return {**json.loads(output.splitlines()[-1]), "file_mb": path.stat().st_size >> 20}
+    return json.loads(output.splitlines()[-1])
 
 
 def main() -> None:

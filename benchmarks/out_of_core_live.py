@@ -13,11 +13,10 @@ most between the two files. tracemalloc counts the bytes asked for, not the allo
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tracemalloc
 
-from out_of_core import open_and_train
+from out_of_core import open_and_train, run_child
 
 
 def live_by_line(path: str) -> dict[str, int]:
@@ -33,17 +32,7 @@ def main() -> None:
     if sys.argv[1] == "--child":
         print(json.dumps(live_by_line(sys.argv[2])))
         return
-    small, large = (
-        json.loads(
-            subprocess.run(
-                [sys.executable, __file__, "--child", path],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.splitlines()[-1]
-        )
-        for path in sys.argv[1:3]
-    )
+    small, large = (run_child(__file__, path) for path in sys.argv[1:3])
     growth = {line: large.get(line, 0) - small.get(line, 0) for line in {*small, *large}}
     print(f"live growth, all lines: {sum(growth.values()) / 1e6:.1f} MB")
     for line, size in sorted(growth.items(), key=lambda item: -item[1])[:10]:

@@ -16,6 +16,7 @@ Writes JSON and a markdown table.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import resource
@@ -193,7 +194,8 @@ def time_training(w: Workload, guide: str, device: torch.device, n_steps: int) -
     }
 
 
-ATE_PARTICLES_PER_CHUNK = 250  # model_average_treatment_effects' default
+_ATE_DEFAULTS = inspect.signature(model_average_treatment_effects).parameters
+ATE_PARTICLES_PER_CHUNK = _ATE_DEFAULTS["particles_per_chunk"].default  # what the ATE uses
 
 
 def _ate_module(w: Workload, device: torch.device) -> SAMSVAEModule:
@@ -207,9 +209,7 @@ def time_ate(w: Workload, device: torch.device, n_samples: int) -> float:
     interventions = torch.eye(w.n_perturbations)
     _sync(device)
     start = time.perf_counter()
-    model_average_treatment_effects(
-        module, interventions, n_samples=n_samples, particles_per_chunk=ATE_PARTICLES_PER_CHUNK
-    )
+    model_average_treatment_effects(module, interventions, n_samples=n_samples)
     _sync(device)
     return time.perf_counter() - start
 
