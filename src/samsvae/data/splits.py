@@ -48,9 +48,11 @@ def train_validation_split(
 
     Returns
     -------
-    Sorted row positions of the training and the validation cells.
+    Sorted row positions of the training and the validation cells, int32 below 2**31 cells.
     """
     order = np.random.default_rng(seed).permutation(n_cells)
+    if n_cells <= np.iinfo(np.int32).max:  # half the memory a genome-wide split holds
+        order = order.astype(np.int32)
     n_train = n_cells if train_size >= 1 else max(1, min(n_cells - 1, round(train_size * n_cells)))
     train, validation = order[:n_train], order[n_train:]
     train.sort()  # in place: sorted copies would double the per-cell memory for a moment

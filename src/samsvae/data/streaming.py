@@ -354,9 +354,8 @@ class StreamingBatches:
     ) -> None:
         self.dataset, self.batch_size = dataset, batch_size
         self.block_rows, self.window_blocks = block_rows, window_blocks
-        self.selected = np.zeros(len(dataset), dtype=bool)
-        self.selected[rows] = True
-        self.n_cells = int(self.selected.sum())
+        self.rows = _sorted_distinct(rows)
+        self.n_cells = len(self.rows)
         n_blocks = -(-len(dataset) // block_rows)
         self.sampler = EpochBatches(n_blocks, batch_size=1, shuffle=shuffle, seed=seed)
 
@@ -372,9 +371,11 @@ class StreamingBatches:
             parts, rows = [], []
             for block in np.sort(blocks[first : first + self.window_blocks]):
                 start = int(block) * self.block_rows
-                keep = self.selected[start : start + self.block_rows]
-                parts.append(self.dataset.read(start, start + len(keep))[keep])
-                rows.append(start + np.flatnonzero(keep))
+                stop = min(start + self.block_rows, len(self.dataset))
+                first_row, stop_row = np.searchsorted(self.rows, [start, stop])
+                selected = self.rows[first_row:stop_row]
+                parts.append(self.dataset.read(start, stop)[selected - start])
+                rows.append(selected)
             order = rng.permutation(sum(map(len, rows))) if self.sampler.shuffle else slice(None)
             yield _stack(parts)[order], np.concatenate(rows)[order]
 
@@ -405,6 +406,14 @@ class StreamingBatches:
             world_size=world_size,
             covariates=self.dataset.covariates,
         )
+
+
+def _sorted_distinct(rows: np.ndarray) -> np.ndarray:
+    """``rows`` sorted without repeats; the array itself (no copy) when it already is."""
+    rows = np.asarray(rows)
+    if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
+        return np.unique(rows)
+    return rows
 
 
 def _stack(parts: list[Any]) -> sp.csr_matrix | np.ndarray:

@@ -17,6 +17,7 @@ from samsvae.data import (
     norman_ood_split,
     random_split,
     splits,
+    train_validation_split,
 )
 
 if TYPE_CHECKING:
@@ -161,3 +162,11 @@ def test_the_names_fingerprint_fed_in_slices_is_the_hash_of_all_names_joined(
     for slice_size in (7, 1, tiny_adata.n_obs, 65_536):
         monkeypatch.setattr(splits, "_NAME_SLICE", slice_size)
         assert splits._obs_names_sha256(tiny_adata) == expected
+
+
+def test_train_validation_split_is_a_sorted_partition_of_the_seeded_permutation() -> None:
+    train, validation = train_validation_split(1003, train_size=0.9, seed=5)
+    assert train.dtype == validation.dtype == np.int32  # 4 bytes a cell below 2**31 cells
+    order = np.random.default_rng(5).permutation(1003)
+    np.testing.assert_array_equal(train, np.sort(order[:903]))
+    np.testing.assert_array_equal(validation, np.sort(order[903:]))

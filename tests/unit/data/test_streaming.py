@@ -59,6 +59,20 @@ def test_streamed_epoch_yields_each_selected_row_once_with_its_counts(
     )
 
 
+def test_streamed_rows_in_any_order_or_repeated_give_the_sorted_distinct_rows_batches(
+    tiny_adata: ad.AnnData, tmp_path: Path
+) -> None:
+    _, disk = _datasets(tiny_adata, tmp_path, "h5ad")
+    rows = np.arange(2, tiny_adata.n_obs, 3)
+    jumbled = np.random.default_rng(0).permutation(np.concatenate([rows, rows[::4]]))
+    options = {"batch_size": 16, "shuffle": True, "seed": 0, "block_rows": 10, "window_blocks": 4}
+    reference = StreamingBatches(disk, rows, **options)
+    assert reference.rows is rows  # sorted distinct rows are held as given: no per-cell copy
+    for ours, theirs in zip(StreamingBatches(disk, jumbled, **options), reference, strict=True):
+        np.testing.assert_array_equal(ours.index, theirs.index)
+        np.testing.assert_array_equal(ours.counts, theirs.counts)
+
+
 def test_streamed_statistics_equal_in_memory_statistics(
     tiny_adata: ad.AnnData, tmp_path: Path
 ) -> None:
