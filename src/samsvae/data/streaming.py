@@ -14,6 +14,7 @@ single process would (see :func:`samsvae.inference.objectives.minibatch_elbo`).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,15 +133,38 @@ def check_on_disk(matrix: object, check: Callable[[Any], None]) -> None:
 
 
 def _rows_reader(matrix: Any) -> Any:
-    """``matrix``, as an on-disk CSR dataset that reads its row pointers slice by slice.
-
-    anndata's sparse datasets load the whole ``indptr`` on the first read and keep it (8 bytes
-    a cell, for all of training); reading rows in blocks needs only the block's pointers.
-    """
+    """``matrix``, or for an on-disk CSR dataset a :class:`_CSRRows` over its arrays."""
     group = getattr(matrix, "group", None)
     if isinstance(matrix, CSRDataset) and group is not None:
-        return ad.io.sparse_dataset(group, should_cache_indptr=False)
+        return _CSRRows(group, matrix.shape)
     return matrix
+
+
+class _CSRRows:
+    """Contiguous row ranges of a CSR matrix stored as ``data``/``indices``/``indptr`` arrays
+    (an h5ad or zarr group), read straight from the arrays.
+
+    anndata's sparse dataset reads a range the same way, but loads the whole ``indptr`` on the
+    first read and keeps it (8 bytes a cell, for all of training), and anndata 0.12 with
+    scipy >= 1.17 looks up scipy's installed version on every read (``importlib.metadata``,
+    about 4.5 ms: nine tenths of reading 1,024 rows of the benchmark file). Here each read takes
+    only its rows' pointers and arrays.
+    """
+
+    def __init__(self, group: Any, shape: tuple[int, int]) -> None:
+        self.group, self.shape = group, tuple(shape)
+
+    def __getitem__(self, rows: slice) -> sp.csr_matrix:
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1:
+            msg = "_CSRRows reads contiguous row ranges only."
+            raise IndexError(msg)
+        stop = max(start, stop)
+        indptr = np.asarray(self.group["indptr"][start : stop + 1])
+        first, last = int(indptr[0]), int(indptr[-1])
+        data = np.asarray(self.group["data"][first:last])
+        indices = np.asarray(self.group["indices"][first:last])
+        return sp.csr_matrix((data, indices, indptr - first), shape=(stop - start, self.shape[1]))
 
 
 def _as_rows(chunk: Any) -> sp.csr_matrix | np.ndarray:
@@ -362,39 +386,51 @@ class StreamingBatches:
     def __len__(self) -> int:
         return _n_batches(self.n_cells, self.batch_size)
 
-    def _windows(self) -> Iterator[tuple[sp.csr_matrix | np.ndarray, np.ndarray]]:
-        """(counts, file rows) of each window's selected rows, shuffled within the window."""
+    def _windows(self) -> Iterator[tuple[_Window, np.ndarray]]:
+        """Each window and the order of its rows: shuffled within the window (file order
+        without ``shuffle``)."""
         blocks = self.sampler.order().numpy()
         window_seed = np.random.SeedSequence((self.sampler.seed, self.sampler.epoch, 1))
         rng = np.random.default_rng(window_seed)
         for first in range(0, len(blocks), self.window_blocks):
-            parts, rows = [], []
-            for block in np.sort(blocks[first : first + self.window_blocks]):
-                start = int(block) * self.block_rows
-                stop = min(start + self.block_rows, len(self.dataset))
-                first_row, stop_row = np.searchsorted(self.rows, [start, stop])
-                selected = self.rows[first_row:stop_row]
-                parts.append(self.dataset.read(start, stop)[selected - start])
-                rows.append(selected)
-            order = rng.permutation(sum(map(len, rows))) if self.sampler.shuffle else slice(None)
-            yield _stack(parts)[order], np.concatenate(rows)[order]
+            window = self._read_window(np.sort(blocks[first : first + self.window_blocks]))
+            n_rows = len(window.rows)
+            yield window, rng.permutation(n_rows) if self.sampler.shuffle else np.arange(n_rows)
+            del window  # before the next window is read: one window held, not two
+
+    def _read_window(self, blocks: np.ndarray) -> _Window:
+        """The selected rows of ``blocks`` (file order), one contiguous read per block."""
+        parts, rows = [], []
+        for block in blocks:
+            start = int(block) * self.block_rows
+            stop = min(start + self.block_rows, len(self.dataset))
+            first_row, stop_row = np.searchsorted(self.rows, [start, stop])
+            selected = self.rows[first_row:stop_row]
+            parts.append(self.dataset.read(start, stop)[selected - start])
+            rows.append(selected)
+        return _Window(parts, np.concatenate(rows))
 
     def __iter__(self) -> Iterator[Batch]:
         rank, world_size = _rank_and_world()
         n_left = _n_batches(self.n_cells, self.batch_size, world_size)
-        counts, rows = None, np.empty(0, dtype=np.int64)
-        for window_counts, window_rows in self._windows():
-            # rows left over from the previous window go first
-            counts = window_counts if counts is None else _stack([counts, window_counts])
-            rows = np.concatenate([rows, window_rows])
-            n_full = min(len(rows) // self.batch_size, n_left)
-            for start in range(0, n_full * self.batch_size, self.batch_size):
-                stop = start + self.batch_size
-                yield self._batch(counts[start:stop], rows[start:stop], rank, world_size)
-            n_left -= n_full
-            counts, rows = counts[n_full * self.batch_size :], rows[n_full * self.batch_size :]
-        if n_left:
-            yield self._batch(counts, rows, rank, world_size)
+        # Each batch gathers its rows from the window's blocks in the window's order, so the
+        # window is never copied whole (joined, shuffled, or joined to the rows left over from
+        # the last one); a batch that spans windows is joined from its pieces.
+        pieces: list[tuple[Any, np.ndarray]] = []
+        for window, order in self._windows():
+            start, n_pending = 0, sum(len(piece_rows) for _, piece_rows in pieces)
+            while n_left and start < len(order):
+                stop = min(start + self.batch_size - n_pending, len(order))
+                positions = order[start:stop]
+                pieces.append((window.take(positions), window.rows[positions]))
+                n_pending += stop - start
+                start = stop
+                if n_pending == self.batch_size:
+                    yield self._batch(*_join(pieces), rank, world_size)
+                    pieces, n_pending, n_left = [], 0, n_left - 1
+            del window  # see _windows
+        if n_left and pieces:
+            yield self._batch(*_join(pieces), rank, world_size)
 
     def _batch(self, counts: Any, rows: np.ndarray, rank: int, world_size: int) -> Batch:
         return make_batch(
@@ -414,6 +450,34 @@ def _sorted_distinct(rows: np.ndarray) -> np.ndarray:
     if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
         return np.unique(rows)
     return rows
+
+
+class _Window:
+    """The blocks of one window as read (``parts``, never joined) and their file ``rows``."""
+
+    def __init__(self, parts: list[Any], rows: np.ndarray) -> None:
+        self.parts, self.rows = parts, rows
+        self.offsets = np.cumsum([0, *(part.shape[0] for part in parts)])
+
+    def take(self, positions: np.ndarray) -> sp.csr_matrix | np.ndarray:
+        """Counts of the window's rows at ``positions``, in that order (as the joined window
+        indexed by ``positions``)."""
+        part_of = np.searchsorted(self.offsets, positions, side="right") - 1
+        grouped = np.argsort(part_of, kind="stable")  # positions by block, in order within one
+        bounds = np.searchsorted(part_of[grouped], np.arange(len(self.parts) + 1))
+        pieces = [
+            self.parts[part][positions[grouped[first:stop]] - self.offsets[part]]
+            for part, (first, stop) in enumerate(itertools.pairwise(bounds))
+            if stop > first
+        ]
+        return _stack(pieces)[np.argsort(grouped)]  # back to the order of positions
+
+
+def _join(pieces: list[tuple[Any, np.ndarray]]) -> tuple[Any, np.ndarray]:
+    """(counts, rows) of consecutive pieces of windows, as one."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return _stack([counts for counts, _ in pieces]), np.concatenate([rows for _, rows in pieces])
 
 
 def _stack(parts: list[Any]) -> sp.csr_matrix | np.ndarray:

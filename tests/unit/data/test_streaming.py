@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from samsvae.data.loaders import CellDataset, make_loader
+from samsvae.data.loaders import CellDataset, epoch_order, make_loader
 from samsvae.data.streaming import (
     DiskCellDataset,
     ShardedBatches,
@@ -71,6 +71,62 @@ def test_streamed_rows_in_any_order_or_repeated_give_the_sorted_distinct_rows_ba
     for ours, theirs in zip(StreamingBatches(disk, jumbled, **options), reference, strict=True):
         np.testing.assert_array_equal(ours.index, theirs.index)
         np.testing.assert_array_equal(ours.counts, theirs.counts)
+
+
+@pytest.mark.parametrize(("batch_size", "window_blocks"), [(16, 4), (40, 1), (5, 2)])
+def test_streamed_batches_cut_the_shuffled_windows_in_turn(
+    tiny_adata: ad.AnnData, tmp_path: Path, batch_size: int, window_blocks: int
+) -> None:
+    """The order the docs describe: blocks permuted by (seed, epoch), each window of blocks in
+    file order shuffled by its own generator, the windows' rows cut into consecutive batches
+    (batches of 40 span several 10-row windows)."""
+    memory, disk = _datasets(tiny_adata, tmp_path, "h5ad")
+    rows = np.arange(1, tiny_adata.n_obs, 2)
+    seed, epoch, block_rows = 3, 2, 10
+    loader = StreamingBatches(
+        disk,
+        rows,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        block_rows=block_rows,
+        window_blocks=window_blocks,
+    )
+    loader.sampler.set_epoch(epoch)
+    n_blocks = -(-tiny_adata.n_obs // block_rows)
+    blocks = epoch_order(n_blocks, shuffle=True, seed=seed, epoch=epoch).numpy()
+    window_rng = np.random.default_rng(np.random.SeedSequence((seed, epoch, 1)))
+    expected = []
+    for first in range(0, n_blocks, window_blocks):
+        window = np.concatenate(
+            [rows[rows // block_rows == b] for b in np.sort(blocks[first : first + window_blocks])]
+        )
+        expected.append(window[window_rng.permutation(len(window))])
+    expected = np.concatenate(expected)
+    batches = list(loader)
+    assert [len(b.index) for b in batches[:-1]] == [batch_size] * (len(batches) - 1)
+    np.testing.assert_array_equal(np.concatenate([b.index for b in batches]), expected)
+    np.testing.assert_array_equal(
+        np.concatenate([b.counts for b in batches]), memory[expected].counts
+    )
+
+
+@pytest.mark.parametrize("fmt", ["h5ad", "zarr"])
+def test_csr_rows_reads_the_ranges_anndata_reads(
+    tiny_adata: ad.AnnData, tmp_path: Path, fmt: str
+) -> None:
+    from samsvae.data.streaming import _CSRRows
+
+    _, disk = _datasets(tiny_adata, tmp_path, fmt)
+    assert isinstance(disk.expression, _CSRRows)
+    reference = sp.csr_matrix(tiny_adata.X)
+    n = tiny_adata.n_obs
+    for rows in (slice(0, n), slice(3, 17), slice(n - 2, n + 5), slice(9, 9), slice(None, 4)):
+        ours = disk.expression[rows]
+        assert sp.issparse(ours) and ours.dtype == reference.dtype
+        np.testing.assert_array_equal(ours.toarray(), reference[rows].toarray())
+    with pytest.raises(IndexError, match="contiguous"):
+        disk.expression[0:10:2]
 
 
 def test_streamed_statistics_equal_in_memory_statistics(
