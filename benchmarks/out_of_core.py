@@ -27,17 +27,18 @@ N_GENES, N_PER_CELL, N_PERTURBATIONS = 2000, 40, 200
 RESULTS = Path(__file__).parent / "results"
 
 
-def write_h5ad(path: Path, n_cells: int, seed: int = 0) -> None:
-    """A CSR counts file: per cell one gene from each of 40 bins of 50 genes, counts 1-8."""
+def write_h5ad(path: Path, n_cells: int, seed: int = 0, per_cell: int = N_PER_CELL) -> None:
+    """A CSR counts file: per cell one gene from each of ``per_cell`` equal bins of the 2,000
+    genes (40 bins of 50 by default), counts 1-8."""
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
 
     rng = np.random.default_rng(seed)
-    width = N_GENES // N_PER_CELL
-    columns = np.arange(N_PER_CELL) * width + rng.integers(0, width, (n_cells, N_PER_CELL))
-    counts = rng.integers(1, 9, n_cells * N_PER_CELL).astype(np.float32)
-    indptr = np.arange(0, n_cells * N_PER_CELL + 1, N_PER_CELL, dtype=np.int64)
+    width = N_GENES // per_cell
+    columns = np.arange(per_cell) * width + rng.integers(0, width, (n_cells, per_cell))
+    counts = rng.integers(1, 9, n_cells * per_cell).astype(np.float32)
+    indptr = np.arange(0, n_cells * per_cell + 1, per_cell, dtype=np.int64)
     x = sp.csr_matrix((counts, columns.ravel().astype(np.int32), indptr), (n_cells, N_GENES))
     names = np.array(["control", *(f"P{j}" for j in range(N_PERTURBATIONS))])
     labels = pd.Categorical.from_codes(rng.integers(0, len(names), n_cells), names)
