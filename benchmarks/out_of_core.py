@@ -64,13 +64,17 @@ def train_one_epoch(path: str) -> dict[str, float]:
     start = time.perf_counter()
     adata, _ = open_and_train(path)
     seconds = time.perf_counter() - start
-    status = Path("/proc/self/status").read_text().splitlines()
-    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
     return {
         "n_cells": adata.n_obs,
         "seconds": round(seconds, 1),
-        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "peak_rss_mb": round(status_mb("VmHWM"), 1),
     }
+
+
+def status_mb(key: str) -> float:
+    """A size from /proc/self/status (``VmRSS``, ``VmHWM``: the peak), in MB."""
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in lines if line.startswith(key)) / 1024
 
 
 def measure(path: Path) -> dict[str, float]:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from out_of_core import RESULTS, run_child, write_h5ad
+from out_of_core import RESULTS, run_child, status_mb, write_h5ad
 
 N_CELLS, PER_CELL = 100_000, (40, 400)
 
@@ -43,7 +43,7 @@ def walk_one_epoch(path: str) -> dict[str, float]:
     loader = StreamingBatches(
         DiskCellDataset(adata.X, dosage), rows, batch_size=1024, shuffle=True, seed=0
     )
-    before = _status_mb("VmRSS")
+    before = status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     start = time.perf_counter()
     with reuse_large_allocations():
@@ -51,13 +51,8 @@ def walk_one_epoch(path: str) -> dict[str, float]:
     return {
         "batches": n_batches,
         "seconds": round(time.perf_counter() - start, 2),
-        "peak_added_mb": round(_status_mb("VmHWM") - before, 1),
+        "peak_added_mb": round(status_mb("VmHWM") - before, 1),
     }
-
-
-def _status_mb(key: str) -> float:
-    lines = Path("/proc/self/status").read_text().splitlines()
-    return next(int(line.split()[1]) for line in lines if line.startswith(key)) / 1024
 
 
 def main() -> None:
