@@ -59,12 +59,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("/tmp/samsvae-ooc"))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--label", default=_commit())
+    parser.add_argument("--label", help="the version's name in the table (default: its commit)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(walk_one_epoch(args.child)))
         return
+    args.label = args.label or _commit()
     args.dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for per_cell in PER_CELL:

@@ -417,8 +417,9 @@ class StreamingBatches:
         # window is never copied whole (joined, shuffled, or joined to the rows left over from
         # the last one); a batch that spans windows is joined from its pieces.
         pieces: list[tuple[Any, np.ndarray]] = []
+        n_pending = 0  # rows in pieces
         for window, order in self._windows():
-            start, n_pending = 0, sum(len(piece_rows) for _, piece_rows in pieces)
+            start = 0
             while n_left and start < len(order):
                 stop = min(start + self.batch_size - n_pending, len(order))
                 positions = order[start:stop]
