@@ -283,21 +283,23 @@ class DiskCellDataset:
     def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
         """Per-gene moments, median library size and n_t of the distinct ``rows``, in one pass
         over the file."""
-        selected = np.zeros(len(self), dtype=bool)
-        selected[rows] = True
+        rows = _sorted_distinct(rows)
         total = total_sq = np.zeros(self.expression.shape[1])
         n_t = np.zeros(self.dosage.shape[1], dtype=np.int64)
         # One array of library sizes filled chunk by chunk, and n_t counted chunk by chunk:
         # per-cell temporaries (a list, its join, dosage[rows]) stay in the heap once freed.
-        libraries, filled = np.empty(int(selected.sum())), 0
-        for start in range(0, len(self), self.chunk_rows):
-            keep = selected[start : start + self.chunk_rows]
-            chunk = self.read(start, start + len(keep))[keep]
+        libraries = np.empty(len(rows))
+        starts = range(0, len(self), self.chunk_rows)
+        bounds = np.searchsorted(rows, [*starts, len(self)])  # rows[first:last]: a chunk's
+        for start, first, last in zip(starts, bounds[:-1], bounds[1:], strict=True):
+            if first == last:
+                continue
+            keep = rows[first:last] - start
+            chunk = self.read(start, start + int(keep[-1]) + 1)[keep]
             chunk_sum, chunk_sq = gene_moments(chunk, log1p=log1p)
             total, total_sq = total + chunk_sum, total_sq + chunk_sq
-            libraries[filled : filled + chunk.shape[0]] = library_sizes(chunk)
-            filled += chunk.shape[0]
-            n_t += np.asarray((self.dosage[start : start + len(keep)][keep] != 0).sum(0)).ravel()
+            libraries[first:last] = library_sizes(chunk)
+            n_t += np.asarray((self.dosage[rows[first:last]] != 0).sum(0)).ravel()
         mean, scale = moments_to_statistics(total, total_sq, len(rows))
         return TrainingStatistics(
             gene_mean=mean,

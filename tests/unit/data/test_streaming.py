@@ -129,11 +129,20 @@ def test_csr_rows_reads_the_ranges_anndata_reads(
         disk.expression[0:10:2]
 
 
+@pytest.mark.parametrize("chunk_rows", [7, 10_000])  # several chunks, some without rows; one
 def test_streamed_statistics_equal_in_memory_statistics(
-    tiny_adata: ad.AnnData, tmp_path: Path
+    tiny_adata: ad.AnnData, tmp_path: Path, chunk_rows: int
 ) -> None:
-    memory, disk = _datasets(tiny_adata, tmp_path, "h5ad")
-    rows = np.arange(5, tiny_adata.n_obs, 2)
+    from samsvae.data.streaming import CodedDosage
+
+    table = sp.csr_matrix(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 1]], dtype="f4"))
+    codes = np.random.default_rng(0).integers(0, 4, tiny_adata.n_obs).astype(np.uint8)
+    tiny_adata.write_h5ad(tmp_path / "cells.h5ad")
+    memory = CellDataset(tiny_adata.X, sp.csr_matrix(table[codes]))
+    disk = DiskCellDataset(
+        read_backed(tmp_path / "cells.h5ad").X, CodedDosage(table, codes), chunk_rows=chunk_rows
+    )
+    rows = np.r_[np.arange(5, 20, 2), np.arange(40, tiny_adata.n_obs, 3)]
     expected = memory.training_statistics(rows, log1p=True)
     streamed = disk.training_statistics(rows, log1p=True)
     np.testing.assert_allclose(streamed.gene_mean, expected.gene_mean, rtol=1e-5)
