@@ -11,7 +11,7 @@ heap's fragmentation, so the growth is taken between the sizes' median peaks, an
 recorded beside it. Results go to ``benchmarks/results/out_of_core.json`` and ``.md``.
 
 One epoch of more cells is also more training steps, and the C heap under torch keeps growing
-slowly with the steps (by about 10 MB from 232 to 928 steps, in memory as well as out of core).
+slowly with the steps (by 13-17 MB from 232 to 928 steps, in memory as well as out of core).
 To tell the two apart, the smallest size is also trained for as many epochs as give the largest
 size's number of steps (4 for 250k against 1M; ``--no-equal-steps`` skips it).
 """
