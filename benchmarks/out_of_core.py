@@ -52,35 +52,48 @@ def write_h5ad(path: Path, n_cells: int, seed: int = 0, per_cell: int = N_PER_CE
     ad.AnnData(X=x, obs=obs, var=var).write_h5ad(path)
 
 
-def open_and_train(path: str, epochs: int = 1, before_training: list | None = None) -> Any:
-    """Open ``path`` backed and train the benchmark's model; (adata, model).
+def small_model(adata: Any) -> Any:
+    """The benchmark's SAMS-VAE on ``adata`` (already set up with ``setup_anndata``)."""
+    import samsvae
 
-    ``before_training``, if given, receives the resident size (MB) once the model is built.
-    """
+    return samsvae.SAMSVAE(adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field")
+
+
+def train(model: Any, **stop: int) -> None:
+    """Train with the benchmark's batch and split; ``stop``: ``max_epochs`` or ``max_steps``."""
+    model.train(batch_size=1024, train_size=0.95, progress_bar=False, **stop)
+
+
+def open_and_build(path: str) -> tuple[Any, Any]:
+    """Open ``path`` backed, set it up and build the benchmark's model; (adata, model)."""
     import samsvae
     from samsvae.data.streaming import read_backed
 
     adata = read_backed(path)
     samsvae.SAMSVAE.setup_anndata(adata)
-    model = samsvae.SAMSVAE(adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field")
-    if before_training is not None:
-        before_training.append(status_mb("VmRSS"))
-    model.train(max_epochs=epochs, batch_size=1024, train_size=0.95, progress_bar=False)
+    return adata, small_model(adata)
+
+
+def open_and_train(path: str, epochs: int = 1) -> tuple[Any, Any]:
+    """Open ``path`` backed and train the benchmark's model; (adata, model)."""
+    adata, model = open_and_build(path)
+    train(model, max_epochs=epochs)
     return adata, model
 
 
 def train_out_of_core(path: str, epochs: int) -> dict[str, float]:
     """Run in the child: train out of core; seconds, RSS before training and peak RSS in MB."""
     start = time.perf_counter()
-    before_training: list[float] = []
-    adata, model = open_and_train(path, epochs, before_training)
+    adata, model = open_and_build(path)
+    before_training = status_mb("VmRSS")
+    train(model, max_epochs=epochs)
     seconds = time.perf_counter() - start
     return {
         "n_cells": adata.n_obs,
         "epochs": epochs,
         "steps": int(model.history["step"].iloc[-1]),
         "seconds": round(seconds, 1),
-        "rss_before_training_mb": round(before_training[0], 1),
+        "rss_before_training_mb": round(before_training, 1),
         "peak_rss_mb": round(status_mb("VmHWM"), 1),
     }
 
@@ -122,16 +135,17 @@ def main() -> None:
     for n_cells, path in zip(args.cells, paths, strict=True):
         if not path.exists():
             write_h5ad(path, n_cells)
+    same_steps_epochs = round(args.cells[-1] / args.cells[0])  # the largest size's steps
     plan = [(path, 1) for path in paths]
-    if args.equal_steps:  # the smallest size, as many steps as the largest size's epoch
-        plan.append((paths[0], round(args.cells[-1] / args.cells[0])))
+    if args.equal_steps:
+        plan.append((paths[0], same_steps_epochs))
     runs = []
     for repeat in range(args.repeats):  # sizes in turn, so a busy spell hits every size
         for path, epochs in plan:
             runs.append({**measure(path, epochs), "repeat": repeat})
             print(runs[-1], flush=True)
     configurations = [(n, 1) for n in args.cells]
-    equal_steps = [(args.cells[0], plan[-1][1])] if args.equal_steps else []
+    equal_steps = [(args.cells[0], same_steps_epochs)] if args.equal_steps else []
     write_results(runs, configurations, equal_steps, args.repeats)
 
 

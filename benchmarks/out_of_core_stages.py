@@ -15,15 +15,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from out_of_core import small_model, status_mb, train
+
 
 def memory(stage: str) -> None:
     """Print the current resident size and the peak since the last call, then reset the peak."""
-    status = Path("/proc/self/status").read_text().splitlines()
-
-    def megabytes(key: str) -> float:
-        return int(next(line.split()[1] for line in status if line.startswith(key))) / 1024
-
-    rss, peak = megabytes("VmRSS"), megabytes("VmHWM")
+    rss, peak = status_mb("VmRSS"), status_mb("VmHWM")
     print(f"{stage:<24} rss {rss:8.1f} MB   stage peak {peak:8.1f} MB")
     Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak (VmHWM) to the current RSS
 
@@ -37,9 +34,9 @@ def main() -> None:
     memory("file opened")
     samsvae.SAMSVAE.setup_anndata(adata)
     memory("setup_anndata")
-    model = samsvae.SAMSVAE(adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field")
+    model = small_model(adata)
     memory("model built")
-    model.train(max_steps=30, batch_size=1024, train_size=0.95, progress_bar=False)
+    train(model, max_steps=30)
     memory("30 training steps")
 
 

@@ -22,7 +22,7 @@ import tracemalloc
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
-from out_of_core import status_mb
+from out_of_core import small_model, status_mb, train
 
 _MALLINFO2 = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
 
@@ -90,10 +90,10 @@ def main() -> None:
     training._trainer = with_samples
     adata = ad.read_h5ad(args.path) if args.in_memory else read_backed(args.path)
     samsvae.SAMSVAE.setup_anndata(adata)
-    model = samsvae.SAMSVAE(adata, n_latent=10, n_hidden=32, n_particles=1, guide="mean_field")
+    model = small_model(adata)
     if args.tracemalloc:
         tracemalloc.start()
-    model.train(max_epochs=args.epochs, batch_size=1024, train_size=0.95, progress_bar=False)
+    train(model, max_epochs=args.epochs)
     if len(samples.traced) > 2:
         growth = (samples.traced[-1] - samples.traced[1]) / 1e3
         print(f"Python's live allocations, second sample to last: {growth:+.1f} kB")
