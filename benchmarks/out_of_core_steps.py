@@ -4,12 +4,14 @@
     python benchmarks/out_of_core_steps.py FILE --epochs 4 --in-memory
     python benchmarks/out_of_core_steps.py FILE --epochs 4 --trim-every 50
     python benchmarks/out_of_core_steps.py FILE --tracemalloc
+    python benchmarks/out_of_core_steps.py FILE --epochs 4 --low-memory
 
 Trains the model of ``benchmarks/out_of_core.py`` (the file opened backed, or read whole with
 ``--in-memory``) and every ``--every`` steps prints the resident size, its peak so far and, on
 glibc, what ``mallinfo2`` says of the main heap: bytes in use and bytes free. ``--trim-every N``
 calls ``malloc_trim(0)`` every N steps; ``--tracemalloc`` prints how much Python's own live
-allocations grew between the second sample and the last. Reaches into
+allocations grew between the second sample and the last; ``--low-memory`` trains with
+``low_memory=True``. Reaches into
 ``samsvae.inference.training._trainer`` to add its callback, so it may need updating with it.
 """
 
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("--in-memory", action="store_true")
     parser.add_argument("--trim-every", type=int)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--low-memory", action="store_true")
     args = parser.parse_args()
 
     import anndata as ad
@@ -93,7 +96,7 @@ def main() -> None:
     model = small_model(adata)
     if args.tracemalloc:
         tracemalloc.start()
-    train(model, max_epochs=args.epochs)
+    train(model, args.low_memory, max_epochs=args.epochs)
     if len(samples.traced) > 2:
         growth = (samples.traced[-1] - samples.traced[1]) / 1e3
         print(f"Python's live allocations, second sample to last: {growth:+.1f} kB")

@@ -348,6 +348,7 @@ class PerturbationModel:
         strategy: str = "auto",
         num_nodes: int = 1,
         progress_bar: bool = True,
+        low_memory: bool = False,
         train_indices: Sequence[int] | np.ndarray | None = None,
         validation_indices: Sequence[int] | np.ndarray | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -380,6 +381,12 @@ class PerturbationModel:
         Lightning: ``batch_size`` stays the global batch, each rank takes a disjoint part of it,
         n_t are global counts, and the result matches one process up to rounding (see
         ``docs/distributed.md`` for torchrun and SLURM launches).
+
+        On Linux (glibc), training keeps freed large CPU buffers for the next step, which is
+        faster but lets the resident size grow with the heap's fragmentation over the first
+        thousand steps or so. ``low_memory=True`` returns them instead: a lower, steady peak
+        (about 60 MB lower and flat over the steps on the out-of-core benchmark) for slower CPU
+        steps (about 2.5 times there), with the same results bit for bit.
         """
         config = TrainConfig(
             max_epochs=max_epochs,
@@ -398,6 +405,7 @@ class PerturbationModel:
             strategy=strategy,
             num_nodes=num_nodes,
             progress_bar=progress_bar,
+            low_memory=low_memory,
             checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
             checkpoint_every_n_epochs=checkpoint_every_n_epochs,
             resume=resume,

@@ -166,6 +166,7 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     progress_bar: bool = True
+    low_memory: bool = False
     checkpoint_dir: str | None = None
     checkpoint_every_n_epochs: int = 1
     resume: bool = False

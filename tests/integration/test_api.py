@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -106,6 +108,34 @@ def test_same_seed_gives_identical_parameters_and_another_seed_does_not(
     for key in runs[0]:
         torch.testing.assert_close(runs[0][key], runs[1][key], rtol=0, atol=0)
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_low_memory_sets_glibc_static_thresholds_and_trains_bit_for_bit_the_same(
+    tiny_adata: ad.AnnData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import samsvae.inference.training as training
+
+    thresholds: list[int] = []
+    set_thresholds = training._set_malloc_thresholds
+
+    def recorded(value: int) -> bool:
+        thresholds.append(value)
+        return set_thresholds(value)
+
+    monkeypatch.setattr(training, "_set_malloc_thresholds", recorded)
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    runs = {}
+    for low_memory in (False, True):
+        thresholds.clear()
+        model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+        model.train(low_memory=low_memory, **FAST)
+        runs[low_memory] = (list(thresholds), _parameters(model))
+    static, raised = 128 * 1024, 1 << 30
+    assert runs[False][0] == [raised, static]  # raised for the run, glibc's default after
+    assert runs[True][0] == [static]
+    for key, value in runs[False][1].items():
+        assert torch.equal(value, runs[True][1][key]), key
 
 
 def test_dense_and_csr_counts_train_identically(tiny_adata: ad.AnnData) -> None:

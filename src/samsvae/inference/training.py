@@ -332,7 +332,7 @@ def fit(
                 config, max_epochs, directory, fingerprint, val_loader
             )
             try:
-                _run(trainer, plan, train_loader, val_loader, ckpt_path)
+                _run(trainer, plan, train_loader, val_loader, ckpt_path, config.low_memory)
                 break
             except NonFiniteLossError as error:
                 if plan.restarts >= config.restart_on_divergence:
@@ -439,6 +439,7 @@ def _run(
     train_loader: DataLoader,
     val_loader: DataLoader | None,
     ckpt_path: Path | None,
+    low_memory: bool = False,
 ) -> None:
     with warnings.catch_warnings():
         # Batches are sliced in-process on purpose; workers would only copy CSR rows.
@@ -446,7 +447,7 @@ def _run(
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         # Lightning 2.6 still builds torch's deprecated LeafSpec; harmless, fixed upstream.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-        with _tf32_matmuls(), reuse_large_allocations():
+        with _tf32_matmuls(), _cpu_allocations(low_memory):
             _destroy_process_group_at_exit()
             trainer.fit(
                 plan,
@@ -484,6 +485,17 @@ def reuse_large_allocations() -> Iterator[None]:
     finally:
         if tuned:
             _set_malloc_thresholds(_GLIBC_DEFAULT_THRESHOLD)
+
+
+def _cpu_allocations(low_memory: bool) -> contextlib.AbstractContextManager[None]:
+    """The glibc thresholds to train under: raised for speed (:func:`reuse_large_allocations`),
+    or with ``low_memory`` glibc's static default, so that every large temporary is mapped
+    afresh and returned when freed: the resident size then stays at what a step holds live
+    instead of growing with the heap's fragmentation, and CPU steps are slower."""
+    if low_memory:
+        _set_malloc_thresholds(_GLIBC_DEFAULT_THRESHOLD)
+        return contextlib.nullcontext()
+    return reuse_large_allocations()
 
 
 @contextlib.contextmanager
