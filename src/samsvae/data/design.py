@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+_CODES_CHUNK = 1 << 16  # cells whose label codes are scanned at once
+
 
 @dataclass(frozen=True)
 class PerturbationDesign:
@@ -103,22 +105,40 @@ class PerturbationDesign:
     def encode_codes(
         self, labels: Sequence[str] | pd.Series | np.ndarray
     ) -> tuple[sp.csr_matrix, np.ndarray]:
-        """The dosage rows of the distinct labels (float32 CSR) and each cell's row in them, in
-        the smallest unsigned integer type: ``encode(labels)`` is ``table[codes]``."""
-        position = {name: j for j, name in enumerate(self.perturbations)}
+        """The dosage rows of the distinct labels (float32 CSR) and each cell's row in them:
+        ``encode(labels)`` is ``table[codes]``.
+
+        A categorical column's codes are pandas' own array (no per-cell copy; a category no
+        cell carries gets a row of zeros); other labels are factorised into the smallest
+        unsigned integer type.
+        """
         # Encode each distinct label once, then gather rows by integer codes: no per-cell Python
-        # and no per-cell string copies (a categorical column is factorised from its codes).
-        codes, unique = pd.factorize(
-            labels if isinstance(labels, pd.Series) else np.asarray(labels)
+        # and no per-cell string copies.
+        categorical = isinstance(labels, pd.Series) and isinstance(
+            labels.dtype, pd.CategoricalDtype
         )
-        if (codes < 0).any():
+        if categorical:
+            codes, unique = labels.cat.codes.to_numpy(), labels.cat.categories
+        else:
+            codes, unique = pd.factorize(np.asarray(labels))
+        if len(codes) and codes.min() < 0:
             msg = f"Perturbation label missing for cell {int(np.flatnonzero(codes < 0)[0])}."
             raise ValueError(msg)
-        table = sp.lil_matrix((len(unique), self.n_perturbations), dtype=np.float32)
-        for row, label in enumerate(unique):
-            for name in self.split_label(str(label)):
+        if not categorical:
+            codes = codes.astype(np.min_scalar_type(max(len(unique) - 1, 0)))
+        carried = np.zeros(len(unique), dtype=bool)
+        for start in range(0, len(codes), _CODES_CHUNK):  # indexing copies codes to intp
+            carried[codes[start : start + _CODES_CHUNK]] = True
+        return self._label_rows(unique, carried), codes
+
+    def _label_rows(self, labels: Sequence[str], carried: np.ndarray) -> sp.csr_matrix:
+        """Dosage rows of distinct ``labels`` (float32 CSR); zeros where not ``carried``."""
+        position = {name: j for j, name in enumerate(self.perturbations)}
+        table = sp.lil_matrix((len(labels), self.n_perturbations), dtype=np.float32)
+        for row in np.flatnonzero(carried):
+            for name in self.split_label(str(labels[row])):
                 table[row, position[name]] += 1.0
-        return table.tocsr(), codes.astype(np.min_scalar_type(max(len(unique) - 1, 0)))
+        return table.tocsr()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

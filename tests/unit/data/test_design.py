@@ -26,10 +26,29 @@ def test_combinations_encode_as_sums_of_singles_and_controls_as_zero_rows() -> N
 
 
 def test_encode_codes_index_the_distinct_labels_rows_in_a_small_type() -> None:
-    labels = pd.Series(pd.Categorical(["A", "ctrl", "A+C", "A", "B+C", "ctrl"]))
+    labels = ["A", "ctrl", "A+C", "A", "B+C", "ctrl"]
     table, codes = _design().encode_codes(labels)
     assert codes.dtype == np.uint8 and table.shape == (4, 3)  # four distinct labels
-    np.testing.assert_array_equal(table[codes].toarray(), _design().encode(labels).toarray())
+    expected = [[1, 0, 0], [0, 0, 0], [1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 0, 0]]
+    np.testing.assert_array_equal(table[codes].toarray(), expected)
+
+
+def test_encode_codes_of_a_categorical_are_its_own_codes() -> None:
+    # "D" is not in the design, but no cell carries it: its row stays zero, no error.
+    categories = ["A", "A+C", "B+C", "D", "ctrl"]
+    labels = pd.Series(pd.Categorical(["A", "ctrl", "A+C", "A", "B+C", "ctrl"], categories))
+    table, codes = _design().encode_codes(labels)
+    assert np.shares_memory(codes, labels.cat.codes.to_numpy())  # no per-cell copy
+    assert table.shape == (5, 3) and table[3].nnz == 0
+    np.testing.assert_array_equal(
+        table[codes].toarray(), _design().encode(labels.astype(str)).toarray()
+    )
+
+
+@pytest.mark.parametrize("labels", [["A", None, "ctrl"], pd.Series(["A", None], dtype="category")])
+def test_encode_codes_name_the_cell_without_a_label(labels) -> None:
+    with pytest.raises(ValueError, match="label missing for cell 1"):
+        _design().encode_codes(labels)
 
 
 def test_design_round_trips_through_a_dict() -> None:
