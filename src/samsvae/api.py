@@ -386,7 +386,7 @@ class PerturbationModel:
         faster but lets the resident size grow with the heap's fragmentation over the first
         thousand steps or so. ``low_memory=True`` returns them instead: a lower, steady peak
         (about 60 MB lower and flat over the steps on the out-of-core benchmark) for slower CPU
-        steps (about 2.5 times there), with the same results bit for bit.
+        steps (3-4 times as long there), with the same results bit for bit.
         """
         config = TrainConfig(
             max_epochs=max_epochs,
