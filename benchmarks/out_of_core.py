@@ -80,10 +80,10 @@ def open_and_build(path: str) -> tuple[Any, Any]:
     return adata, small_model(adata)
 
 
-def open_and_train(path: str, epochs: int = 1) -> tuple[Any, Any]:
-    """Open ``path`` backed and train the benchmark's model; (adata, model)."""
+def open_and_train(path: str) -> tuple[Any, Any]:
+    """Open ``path`` backed and train the benchmark's model for one epoch; (adata, model)."""
     adata, model = open_and_build(path)
-    train(model, max_epochs=epochs)
+    train(model, max_epochs=1)
     return adata, model
 
 
@@ -163,7 +163,7 @@ def write_results(
     configurations: list[tuple[int, int]],
     equal_steps: list[tuple[int, int]],
     repeats: int,
-    name: str = "out_of_core",
+    name: str,
 ) -> None:
     """``{name}.json`` (every run, medians, growth) and ``{name}.md`` (the table).
 

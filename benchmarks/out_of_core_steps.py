@@ -11,8 +11,8 @@ Trains the model of ``benchmarks/out_of_core.py`` (the file opened backed, or re
 glibc, what ``mallinfo2`` says of the main heap: bytes in use and bytes free. ``--trim-every N``
 calls ``malloc_trim(0)`` every N steps; ``--tracemalloc`` prints how much Python's own live
 allocations grew between the second sample and the last; ``--low-memory`` trains with
-``low_memory=True``. Reaches into
-``samsvae.inference.training._trainer`` to add its callback, so it may need updating with it.
+``low_memory=True``. Reaches into ``samsvae.inference.training._trainer`` to add its callback,
+so it may need updating with it.
 """
 
 from __future__ import annotations
