@@ -69,6 +69,16 @@ def _default_max_epochs(n_cells: int) -> int:
     return int(min(400, max(10, round(20_000 / max(n_cells, 1) * 400))))
 
 
+def _rows_to_hold(rows: np.ndarray, loader: Any) -> np.ndarray | streaming.RowBits:
+    """The training rows to keep while training: an out-of-core loader's bits (one a cell)
+    rather than the positions; :func:`_row_positions` gives the positions back."""
+    return loader.rows if isinstance(loader, streaming.StreamingBatches) else rows
+
+
+def _row_positions(rows: np.ndarray | streaming.RowBits) -> np.ndarray:
+    return rows.positions() if isinstance(rows, streaming.RowBits) else rows
+
+
 def _digest(parts: Iterable[bytes | np.ndarray]) -> str:
     """A short SHA-256 of the concatenated ``parts``, to tell runs apart. Hashed part by part,
     so that row arrays are not joined into a per-cell copy the heap keeps through training."""
@@ -425,9 +435,12 @@ class PerturbationModel:
                 train_indices, validation_indices, adata.n_obs
             )
         self._set_training_statistics(dataset, train_rows)
-        train_loader, val_loader = self._loaders(dataset, train_rows, val_rows, config)
+        fingerprint = self._fingerprint(train_rows, val_rows)
         if max_epochs is None:
             max_epochs = -1 if max_steps is not None else _default_max_epochs(len(train_rows))
+        train_loader, val_loader = self._loaders(dataset, train_rows, val_rows, config)
+        held_rows = _rows_to_hold(train_rows, train_loader)
+        del train_rows  # held_rows only, while training
         quiet_lightning()
         result = fit(
             self.module,
@@ -436,12 +449,13 @@ class PerturbationModel:
             config,
             n_particles=self.config.n_particles,
             max_epochs=max_epochs,
-            fingerprint=self._fingerprint(train_rows, val_rows),
+            fingerprint=fingerprint,
         )
         # Evaluation (ATE, IWELBO, predictions) runs where training ran.
         self.module.to(_single_accelerator_device(config) or torch.device("cpu"))
         self.history = pd.DataFrame(result["history"])
-        self.train_indices, self.validation_indices = train_rows, val_rows
+        self.train_indices = _row_positions(held_rows)
+        self.validation_indices = val_rows
         self.is_trained = True
 
     @staticmethod

@@ -138,6 +138,37 @@ def test_low_memory_sets_glibc_static_thresholds_and_trains_bit_for_bit_the_same
         assert torch.equal(value, runs[True][1][key]), key
 
 
+def test_out_of_core_training_keeps_the_split_it_trained_on(
+    tiny_adata: ad.AnnData, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training rows are held as bits while training out of core, and come back as the
+    same positions, in the same integer type, as an in-memory run keeps."""
+    import samsvae.api as api
+    from samsvae.data.splits import train_validation_split
+    from samsvae.data.streaming import RowBits, read_backed
+
+    held = []
+    keep = api._rows_to_hold
+    monkeypatch.setattr(api, "_rows_to_hold", lambda *args: held.append(keep(*args)) or held[-1])
+    tiny_adata.write_h5ad(tmp_path / "tiny.h5ad")
+    backed = read_backed(tmp_path / "tiny.h5ad")
+    samsvae.SAMSVAE.setup_anndata(backed)
+    model = samsvae.SAMSVAE(backed, n_latent=4, n_hidden=16)
+    model.train(train_size=0.7, seed=5, max_steps=2, batch_size=64, progress_bar=False)
+    train, validation = train_validation_split(backed.n_obs, train_size=0.7, seed=5)
+    assert isinstance(held[-1], RowBits)
+    assert model.train_indices.dtype == train.dtype == np.int32
+    np.testing.assert_array_equal(model.train_indices, train)
+    np.testing.assert_array_equal(model.validation_indices, validation)
+
+    given = np.random.default_rng(1).permutation(backed.n_obs)[:60]
+    model = samsvae.SAMSVAE(backed, n_latent=4, n_hidden=16)
+    split = {"train_indices": given[:50], "validation_indices": given[50:]}
+    model.train(**split, max_steps=1, batch_size=64, progress_bar=False)
+    assert model.train_indices.dtype == np.int64
+    np.testing.assert_array_equal(model.train_indices, np.sort(given[:50]))
+
+
 def test_dense_and_csr_counts_train_identically(tiny_adata: ad.AnnData) -> None:
     dense = tiny_adata.copy()
     dense.X = np.asarray(dense.X.toarray())

@@ -54,7 +54,9 @@ def train_validation_split(
     if n_cells <= np.iinfo(np.int32).max:  # half the memory a genome-wide split holds
         order = order.astype(np.int32)
     n_train = n_cells if train_size >= 1 else max(1, min(n_cells - 1, round(train_size * n_cells)))
-    train, validation = order[:n_train], order[n_train:]
+    # The validation rows are copied out: as a view they would keep the whole permutation alive
+    # for as long as they are (all the training rows, after an out-of-core run has let them go).
+    train, validation = order[:n_train], order[n_train:].copy()
     train.sort()  # in place: sorted copies would double the per-cell memory for a moment
     validation.sort()
     return train, validation

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from samsvae.data.loaders import CellDataset, epoch_order, make_loader
 from samsvae.data.streaming import (
     DiskCellDataset,
+    RowBits,
     ShardedBatches,
     StreamingBatches,
     read_backed,
@@ -67,7 +68,7 @@ def test_streamed_rows_in_any_order_or_repeated_give_the_sorted_distinct_rows_ba
     jumbled = np.random.default_rng(0).permutation(np.concatenate([rows, rows[::4]]))
     options = {"batch_size": 16, "shuffle": True, "seed": 0, "block_rows": 10, "window_blocks": 4}
     reference = StreamingBatches(disk, rows, **options)
-    assert reference.rows is rows  # sorted distinct rows are held as given: no per-cell copy
+    assert reference.rows.bits.nbytes == -(-tiny_adata.n_obs // 8)  # one bit a row of the file
     for ours, theirs in zip(StreamingBatches(disk, jumbled, **options), reference, strict=True):
         np.testing.assert_array_equal(ours.index, theirs.index)
         np.testing.assert_array_equal(ours.counts, theirs.counts)
@@ -229,3 +230,18 @@ def test_coded_dosage_rows_are_the_full_dosage_rows() -> None:
         ours = coded[rows]
         assert sp.issparse(ours) and ours.dtype == np.float32
         np.testing.assert_array_equal(ours.toarray(), full[rows].toarray())
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_row_bits_give_the_sorted_distinct_rows_of_any_range(dtype: type) -> None:
+    n_rows = 203  # not a multiple of 8: the last byte is partly padding
+    rows = np.random.default_rng(0).choice(n_rows, 120, replace=False).astype(dtype)
+    bits = RowBits(np.concatenate([rows, rows[:9]]), n_rows)  # repeats count once
+    expected = np.sort(rows)
+    assert len(bits) == 120 and bits.bits.nbytes == 26
+    positions = bits.positions()
+    assert positions.dtype == dtype
+    np.testing.assert_array_equal(positions, expected)
+    for start, stop in [(0, 8), (3, 5), (5, 203), (7, 9), (16, 24), (200, 203), (50, 50)]:
+        inside = expected[(expected >= start) & (expected < stop)]
+        np.testing.assert_array_equal(bits.between(start, stop), inside)
