@@ -5,14 +5,16 @@
     python benchmarks/out_of_core_steps.py FILE --epochs 4 --trim-every 50
     python benchmarks/out_of_core_steps.py FILE --tracemalloc
     python benchmarks/out_of_core_steps.py FILE --epochs 4 --low-memory
+    python benchmarks/out_of_core_steps.py FILE --epochs 4 --malloc-threshold 16777216
 
 Trains the model of ``benchmarks/out_of_core.py`` (the file opened backed, or read whole with
 ``--in-memory``) and every ``--every`` steps prints the resident size, its peak so far and, on
 glibc, what ``mallinfo2`` says of the main heap: bytes in use and bytes free. ``--trim-every N``
 calls ``malloc_trim(0)`` every N steps; ``--tracemalloc`` prints how much Python's own live
 allocations grew between the second sample and the last; ``--low-memory`` trains with
-``low_memory=True``. Reaches into ``samsvae.inference.training._trainer`` to add its callback,
-so it may need updating with it.
+``low_memory=True``; ``--malloc-threshold BYTES`` trains with glibc's mmap and trim thresholds
+at BYTES instead of the default 1 GiB. Reaches into ``samsvae.inference.training`` (``_trainer``
+to add its callback, ``_TRAINING_THRESHOLD``), so it may need updating with it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import time
 import tracemalloc
 from typing import Any
 
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--trim-every", type=int)
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--low-memory", action="store_true")
+    parser.add_argument("--malloc-threshold", type=int)
     args = parser.parse_args()
 
     import anndata as ad
@@ -91,12 +95,16 @@ def main() -> None:
         return trainer, *rest
 
     training._trainer = with_samples
+    if args.malloc_threshold:
+        training._TRAINING_THRESHOLD = args.malloc_threshold
     adata = ad.read_h5ad(args.path) if args.in_memory else read_backed(args.path)
     samsvae.SAMSVAE.setup_anndata(adata)
     model = small_model(adata)
     if args.tracemalloc:
         tracemalloc.start()
+    start = time.perf_counter()
     train(model, args.low_memory, max_epochs=args.epochs)
+    print(f"training took {time.perf_counter() - start:.1f} s, peak {status_mb('VmHWM'):.1f} MB")
     if len(samples.traced) > 2:
         growth = (samples.traced[-1] - samples.traced[1]) / 1e3
         print(f"Python's live allocations, second sample to last: {growth:+.1f} kB")
