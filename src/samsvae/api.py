@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from samsvae import io
+from samsvae import defaults, io
 from samsvae.config import (
     ConditionalVAEConfig,
     CPAVAEConfig,
@@ -36,11 +36,13 @@ from samsvae.data import (
     vocabulary_from_labels,
 )
 from samsvae.data.design import DOSAGE_ENCODINGS
+from samsvae.data.loaders import LIBRARY_QUANTILES
 from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate import interpret
 from samsvae.evaluate.ate import (
     ATE_METHODS,
     ATEMethod,
+    LibrarySize,
     model_average_treatment_effect_draws,
     model_average_treatment_effects,
 )
@@ -62,11 +64,6 @@ def _seeded(seed: int | None) -> Iterator[None]:
         if seed is not None:
             torch.manual_seed(seed)
         yield
-
-
-def _default_max_epochs(n_cells: int) -> int:
-    # About 20k cells x 400 epochs of work, as scvi-tools does, capped at 400 epochs.
-    return int(min(400, max(10, round(20_000 / max(n_cells, 1) * 400))))
 
 
 def _rows_to_hold(rows: np.ndarray, loader: Any) -> np.ndarray | streaming.RowBits:
@@ -134,17 +131,27 @@ class PerturbationModel:
                 raise ValueError(msg)
             design = self._design_from_setup(adata)
         self.design = design
-        with _seeded(0):  # the same configuration always starts from the same weights
-            self.module = self.module_cls(
-                design.n_genes,
-                design.n_perturbations,
-                config,
-                covariate_sizes=tuple(map(len, design.covariate_categories)),
+        if adata is not None:
+            self.config = defaults.resolve_model_sizes(
+                config, n_cells=adata.n_obs, n_perturbations=design.n_perturbations
             )
+        self.module = self._build_module(seed=0)
+        self.train_settings: dict[str, Any] | None = None
         self.history: pd.DataFrame | None = None
         self.is_trained = False
         if adata is not None:
             self._check_expression(adata)
+
+    def _build_module(self, *, seed: int) -> SAMSVAEModule:
+        """A freshly initialised module; the same ``seed`` always gives the same weights, and the
+        caller's RNG is left as it was."""
+        with _seeded(seed):
+            return self.module_cls(
+                self.design.n_genes,
+                self.design.n_perturbations,
+                self.config,
+                covariate_sizes=tuple(map(len, self.design.covariate_categories)),
+            )
 
     # --- setup --------------------------------------------------------------------------------
     @classmethod
@@ -344,8 +351,8 @@ class PerturbationModel:
         *,
         max_epochs: int | None = None,
         max_steps: int | None = None,
-        batch_size: int = 512,
-        lr: float = 3e-4,
+        batch_size: int | None = None,
+        lr: float | None = None,
         global_lr: float | None = None,
         weight_decay: float = 1e-6,
         train_size: float = 0.9,
@@ -398,12 +405,34 @@ class PerturbationModel:
         (about 60 MB lower and flat over the steps on the out-of-core benchmark) for slower CPU
         steps (3-4 times as long there), with the same results bit for bit.
         """
-        config = TrainConfig(
-            max_epochs=max_epochs,
-            max_steps=max_steps,
+        adata, dataset = self._dataset(None)
+        if not self.is_trained:  # a first fit starts from the seed's initial weights
+            self.module = self._build_module(seed=seed)
+        if train_indices is None:
+            if validation_indices is not None:
+                msg = "validation_indices needs train_indices; pass both or neither."
+                raise ValueError(msg)
+            train_rows, val_rows = train_validation_split(
+                adata.n_obs, train_size=train_size, seed=seed
+            )
+        else:
+            train_rows, val_rows = validate.check_split_indices(
+                train_indices, validation_indices, adata.n_obs
+            )
+        chosen = defaults.resolve_training(
+            n_train_cells=len(train_rows),
             batch_size=batch_size,
             lr=lr,
             global_lr=global_lr,
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+        )
+        config = TrainConfig(
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            batch_size=chosen["batch_size"],
+            lr=chosen["lr"],
+            global_lr=chosen["global_lr"],
             weight_decay=weight_decay,
             train_size=train_size,
             seed=seed,
@@ -422,22 +451,10 @@ class PerturbationModel:
             restart_on_divergence=restart_on_divergence,
             divergence_lr_factor=divergence_lr_factor,
         )
-        adata, dataset = self._dataset(None)
-        if train_indices is None:
-            if validation_indices is not None:
-                msg = "validation_indices needs train_indices; pass both or neither."
-                raise ValueError(msg)
-            train_rows, val_rows = train_validation_split(
-                adata.n_obs, train_size=train_size, seed=seed
-            )
-        else:
-            train_rows, val_rows = validate.check_split_indices(
-                train_indices, validation_indices, adata.n_obs
-            )
         self._set_training_statistics(dataset, train_rows)
         fingerprint = self._fingerprint(train_rows, val_rows)
-        if max_epochs is None:
-            max_epochs = -1 if max_steps is not None else _default_max_epochs(len(train_rows))
+        max_epochs = chosen["max_epochs"]
+        self.train_settings = {**chosen, "max_steps": max_steps, "n_train_cells": len(train_rows)}
         train_loader, val_loader = self._loaders(dataset, train_rows, val_rows, config)
         held_rows = _rows_to_hold(train_rows, train_loader)
         del train_rows  # held_rows only, while training
@@ -523,6 +540,9 @@ class PerturbationModel:
         n_t = torch.as_tensor(stats.n_cells_per_perturbation, dtype=torch.float32)
         module.n_cells_per_perturbation.copy_(n_t)
         module.reference_library_size.fill_(max(stats.median_library_size, 1.0))
+        module.library_size_quantiles.copy_(
+            torch.as_tensor(stats.library_size_quantiles, dtype=torch.float32)
+        )
         if dataset.covariates is not None:  # each category's share of the training cells
             shares = torch.as_tensor(dataset.covariates[rows].mean(0), dtype=torch.float32)
             module.covariate_frequencies.copy_(shares)
@@ -624,13 +644,19 @@ class PerturbationModel:
         *,
         method: ATEMethod = "perturbseq",
         n_samples: int = 2500,
-        library_size: float = 1e4,
+        library_size: LibrarySize = "data",
         share_basal: bool = False,
         covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
         progress_bar: bool = True,
     ) -> ad.AnnData:
-        """Model ATE of each perturbation against the control (DESIGN.md §5).
+        """Model ATE of each perturbation against the control.
+
+        ``library_size="data"`` (the default) samples each particle's cells at a library size drawn
+        from the training control cells' library sizes: the effect a screen of this depth would
+        measure, the one to compare with effects observed in the data. A number fixes it; the
+        paper's estimator uses ``library_size=1e4`` (deep cells: with ``method="perturbseq"``
+        larger, less noise-damped log-fold changes than shallow data show).
 
         ``share_basal=True`` reuses each particle's basal state for the control and every
         intervention (common random numbers: same expectation, lower variance); the default
@@ -639,7 +665,8 @@ class PerturbationModel:
         ``progress_bar`` shows progress when the estimate takes more than two seconds.
 
         ``perturbations`` defaults to every label seen in the training data. Returns AnnData
-        (interventions x genes) with the effects in X and ``uns["ate_method"]``.
+        (interventions x genes) with the effects in X, ``uns["ate_method"]`` and
+        ``uns["library_size"]``.
         """
         _check_ate_method(method)
         if perturbations is None:
@@ -656,7 +683,7 @@ class PerturbationModel:
                 covariates=self._covariate_row(covariates),
                 progress=progress_bar,
             )
-        return self._effects_anndata(effects.numpy(), perturbations, method)
+        return self._effects_anndata(effects.numpy(), perturbations, method, library_size)
 
     def treatment_effect_intervals(
         self,
@@ -666,7 +693,7 @@ class PerturbationModel:
         method: ATEMethod = "perturbseq",
         n_global_samples: int = 100,
         n_samples_per_global: int = 100,
-        library_size: float = 1e4,
+        library_size: LibrarySize = "data",
         covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
         progress_bar: bool = True,
@@ -678,7 +705,8 @@ class PerturbationModel:
         the central ``level`` interval of those draws bounds each effect. The spread includes the
         Monte-Carlo error of the inner estimate (intervals are a little conservative; raise
         ``n_samples_per_global`` to shrink it). A model without global variables (conditional
-        VAE) has only that Monte-Carlo spread. ``covariates`` and ``progress_bar`` as in
+        VAE) has only that Monte-Carlo spread. ``library_size``, ``covariates`` and
+        ``progress_bar`` as in
         :meth:`average_treatment_effects`.
 
         Returns AnnData (interventions x genes): X the mean of the draws, ``layers["lower"]`` and
@@ -701,14 +729,18 @@ class PerturbationModel:
                 progress=progress_bar,
             ).numpy()
         tail = (1 - level) / 2
-        result = self._effects_anndata(draws.mean(0), perturbations, method)
+        result = self._effects_anndata(draws.mean(0), perturbations, method, library_size)
         result.layers["lower"] = np.quantile(draws, tail, axis=0).astype(np.float32)
         result.layers["upper"] = np.quantile(draws, 1 - tail, axis=0).astype(np.float32)
         result.uns["level"] = level
         return result
 
     def _effects_anndata(
-        self, effects: np.ndarray, perturbations: Sequence[str], method: str
+        self,
+        effects: np.ndarray,
+        perturbations: Sequence[str],
+        method: str,
+        library_size: LibrarySize,
     ) -> ad.AnnData:
         result = ad.AnnData(
             X=np.asarray(effects, dtype=np.float32),
@@ -720,6 +752,7 @@ class PerturbationModel:
             var=pd.DataFrame(index=list(self.design.genes)),
         )
         result.uns["ate_method"] = method
+        result.uns["library_size"] = library_size
         return result
 
     def _observed_interventions(self) -> list[str]:
@@ -1001,6 +1034,10 @@ class PerturbationModel:
             raise io.ModelFileError(msg) from None
         model = cls.__new__(cls)
         PerturbationModel.__init__(model, None, config, design=design)
+        if "library_size_quantiles" not in state_dict and "reference_library_size" in state_dict:
+            # files written before the depth distribution was kept: the median for every draw
+            median = state_dict["reference_library_size"]
+            state_dict["library_size_quantiles"] = median.expand(LIBRARY_QUANTILES).clone()
         io.check_state_dict(model.module, state_dict, directory)
         model.module.load_state_dict(state_dict)
         model.is_trained = bool(metadata.get("is_trained", False))
@@ -1024,9 +1061,9 @@ class SAMSVAE(PerturbationModel):
     adata
         AnnData registered with :meth:`setup_anndata`.
     n_latent
-        Latent dimensions K.
+        Latent dimensions K; ``None`` chooses them from the number of perturbations.
     n_hidden
-        Width of every hidden layer.
+        Width of every hidden layer; ``None`` chooses it from the number of cells.
     n_layers
         Hidden layers of the encoder, decoder and correlated guide.
     n_particles
@@ -1046,6 +1083,15 @@ class SAMSVAE(PerturbationModel):
         ``"x_and_shift"`` feeds the encoder x and the sampled latent shift; ``"x"`` feeds x only.
     gumbel_temperature
         Temperature of the straight-through binary-concrete mask samples.
+    guide_n_hidden, guide_n_layers
+        Size of the correlated guide's network; ``None`` takes ``n_hidden`` / ``n_layers``.
+
+    Notes
+    -----
+    ``n_latent`` and ``n_hidden`` left as ``None`` are chosen from the data
+    (:mod:`samsvae.defaults`): 4 sqrt(T) latents between 10 and 100 for T perturbations, and
+    128 hidden units below 50k cells, 256 below 200k, else 400. The paper's configurations are
+    presets: ``SAMSVAE(adata, **samsvae.presets["replogle"])``.
 
     Examples
     --------
@@ -1067,17 +1113,19 @@ class SAMSVAE(PerturbationModel):
         self,
         adata: ad.AnnData,
         *,
-        n_latent: int = 100,
-        n_hidden: int = 400,
+        n_latent: int | None = None,
+        n_hidden: int | None = None,
         n_layers: int = 1,
         n_particles: int = 5,
         mask_prior: float = 0.01,
         mask_prior_concentration: float | None = None,
         embedding_prior_scale: float = 1.0,
-        guide: Literal["mean_field", "correlated"] = "correlated",
+        guide: Literal["mean_field", "correlated"] = "mean_field",
         likelihood: Literal["nb", "normal", "poisson"] = "nb",
         encoder_input: Literal["x_and_shift", "x"] = "x_and_shift",
         gumbel_temperature: float = 1.0,
+        guide_n_hidden: int | None = None,
+        guide_n_layers: int | None = None,
     ) -> None:
         config = SAMSVAEConfig(
             n_latent=n_latent,
@@ -1091,6 +1139,8 @@ class SAMSVAE(PerturbationModel):
             likelihood=likelihood,
             encoder_input=encoder_input,
             gumbel_temperature=gumbel_temperature,
+            guide_n_hidden=guide_n_hidden,
+            guide_n_layers=guide_n_layers,
         )
         super().__init__(adata, config)
 
@@ -1113,8 +1163,8 @@ class CPAVAE(PerturbationModel):
         self,
         adata: ad.AnnData,
         *,
-        n_latent: int = 100,
-        n_hidden: int = 400,
+        n_latent: int | None = None,
+        n_hidden: int | None = None,
         n_layers: int = 1,
         n_particles: int = 5,
         embedding_prior_scale: float = 1.0,
@@ -1151,8 +1201,8 @@ class ConditionalVAE(PerturbationModel):
         self,
         adata: ad.AnnData,
         *,
-        n_latent: int = 100,
-        n_hidden: int = 400,
+        n_latent: int | None = None,
+        n_hidden: int | None = None,
         n_layers: int = 1,
         n_particles: int = 5,
         likelihood: Literal["nb", "normal", "poisson"] = "nb",
@@ -1168,17 +1218,24 @@ class ConditionalVAE(PerturbationModel):
 
 
 class SVAEPlus(PerturbationModel):
-    r"""SVAE+ (Lopez et al. 2022): sparse Beta-Bernoulli masks on learned per-perturbation shifts.
+    r"""SVAE+ (Lopez et al. 2022): sparse masks on learned per-perturbation shifts, the
+    baseline of the SAMS-VAE paper.
 
     .. math::
-        \pi_{tk} \sim \mathrm{Beta}(a c, (1 - a) c),\ m_{tk} \sim \mathrm{Bern}(\pi_{tk}),\
-        z_i \sim N(m_{t(i)} \odot \mu_{t(i)}, I),\ x_i \sim p_\theta(x \mid z_i, l_i),\
-        q(z_i \mid x_i)
+        \pi_{tk} \sim \mathrm{Beta}(1, c),\ m_{tk} \sim \mathrm{Bern}(\pi_{tk}),\
+        z_i \sim N(m_{t(i)} \odot \mu_{t(i)}, I),\ x_i \sim p_\theta(x \mid z_i, l_i)
 
-    One perturbation per cell: every label, combinations included, is a perturbation of its own
-    (the "unique" dosage encoding is used whatever ``setup_anndata`` says), so combinations never
-    seen in training cannot be predicted. mu_t is a learned point estimate; the encoder sees x
-    only. Defaults give Beta(1, 99). Other parameters mean what they do in :class:`SAMSVAE`.
+    Guide: q(m_tk) = Bernoulli(sigmoid(phi_tk)), point estimates (MAP) of pi and mu, and
+    q(z_i | x_i) from an encoder that sees x only. One perturbation per cell: every label,
+    combinations included, is a perturbation of its own (the "unique" dosage encoding is used
+    whatever ``setup_anndata`` says), so combinations never seen in training cannot be predicted.
+    Parameters other than ``mask_prior_beta`` have the meaning they have in :class:`SAMSVAE`.
+
+    Parameters
+    ----------
+    mask_prior_beta
+        c in the prior pi_tk ~ Beta(1, c), whose mean is 1 / (1 + c); the SAMS-VAE paper sweeps
+        2, 5 and 10.
     """
 
     one_label_per_cell = True
@@ -1189,12 +1246,11 @@ class SVAEPlus(PerturbationModel):
         self,
         adata: ad.AnnData,
         *,
-        n_latent: int = 100,
-        n_hidden: int = 400,
+        n_latent: int | None = None,
+        n_hidden: int | None = None,
         n_layers: int = 1,
         n_particles: int = 5,
-        mask_prior: float = 0.01,
-        mask_prior_concentration: float = 100.0,
+        mask_prior_beta: float = 5.0,
         likelihood: Literal["nb", "normal", "poisson"] = "nb",
         gumbel_temperature: float = 1.0,
     ) -> None:
@@ -1203,8 +1259,7 @@ class SVAEPlus(PerturbationModel):
             n_hidden=n_hidden,
             n_layers=n_layers,
             n_particles=n_particles,
-            mask_prior=mask_prior,
-            mask_prior_concentration=mask_prior_concentration,
+            mask_prior_beta=mask_prior_beta,
             likelihood=likelihood,
             gumbel_temperature=gumbel_temperature,
         )

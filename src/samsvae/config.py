@@ -37,22 +37,34 @@ def _check_positive(name: str, value: float) -> None:
 class SAMSVAEConfig:
     """Hyperparameters of SAMS-VAE (see :class:`samsvae.SAMSVAE` for their meaning)."""
 
-    n_latent: int = 100
-    n_hidden: int = 400
+    n_latent: int | None = None
+    n_hidden: int | None = None
     n_layers: int = 1
     n_particles: int = 5
     mask_prior: float = 0.01
     mask_prior_concentration: float | None = None
     embedding_prior_scale: float = 1.0
-    guide: Guide = "correlated"
+    guide: Guide = "mean_field"
     likelihood: Likelihood = "nb"
     encoder_input: EncoderInput = "x_and_shift"
     gumbel_temperature: float = 1.0
+    guide_n_hidden: int | None = None
+    guide_n_layers: int | None = None
 
     def __post_init__(self) -> None:
         _check_shared_fields(self)
         _check_mask_prior(self)
         _check_choice("guide", self.guide, GUIDES)
+        for name in ("guide_n_hidden", "guide_n_layers"):
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name))
+
+    @property
+    def guide_network_size(self) -> tuple[int, int]:
+        """(n_hidden, n_layers) of the correlated guide's network; the model's where None."""
+        n_hidden = self.n_hidden if self.guide_n_hidden is None else self.guide_n_hidden
+        n_layers = self.n_layers if self.guide_n_layers is None else self.guide_n_layers
+        return n_hidden, n_layers
 
     @property
     def mask_beta_prior(self) -> tuple[float, float] | None:
@@ -64,8 +76,8 @@ class SAMSVAEConfig:
 class CPAVAEConfig:
     """Hyperparameters of CPA-VAE (see :class:`samsvae.CPAVAE`): SAMS-VAE with every mask 1."""
 
-    n_latent: int = 100
-    n_hidden: int = 400
+    n_latent: int | None = None
+    n_hidden: int | None = None
     n_layers: int = 1
     n_particles: int = 5
     embedding_prior_scale: float = 1.0
@@ -80,8 +92,8 @@ class CPAVAEConfig:
 class ConditionalVAEConfig:
     """Hyperparameters of the conditional VAE (see :class:`samsvae.ConditionalVAE`)."""
 
-    n_latent: int = 100
-    n_hidden: int = 400
+    n_latent: int | None = None
+    n_hidden: int | None = None
     n_layers: int = 1
     n_particles: int = 5
     likelihood: Likelihood = "nb"
@@ -93,28 +105,22 @@ class ConditionalVAEConfig:
 
 @dataclass(frozen=True)
 class SVAEPlusConfig:
-    """Hyperparameters of SVAE+ (see :class:`samsvae.SVAEPlus`): Beta-Bernoulli masks on learned
-    per-perturbation shifts; the Beta prior is Beta(a c, (1 - a) c) with a = ``mask_prior`` and
-    c = ``mask_prior_concentration`` (the defaults give Beta(1, 99))."""
+    """Hyperparameters of SVAE+ (see :class:`samsvae.SVAEPlus`): sparse masks on learned
+    per-perturbation shifts, pi_tk ~ Beta(1, ``mask_prior_beta``) and m_tk ~ Bernoulli(pi_tk)."""
 
-    n_latent: int = 100
-    n_hidden: int = 400
+    n_latent: int | None = None
+    n_hidden: int | None = None
     n_layers: int = 1
     n_particles: int = 5
-    mask_prior: float = 0.01
-    mask_prior_concentration: float = 100.0
+    mask_prior_beta: float = 5.0
     likelihood: Likelihood = "nb"
     gumbel_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         _check_sizes(self)
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        _check_mask_prior(self)
-
-    @property
-    def mask_beta_prior(self) -> tuple[float, float] | None:
-        """(alpha, beta) of the Beta prior on pi_tk."""
-        return _beta_prior(self.mask_prior, self.mask_prior_concentration)
+        _check_positive("mask_prior_beta", self.mask_prior_beta)
+        _check_positive("gumbel_temperature", self.gumbel_temperature)
 
 
 def _beta_prior(mean: float, concentration: float | None) -> tuple[float, float] | None:
@@ -126,10 +132,12 @@ def _beta_prior(mean: float, concentration: float | None) -> tuple[float, float]
 def _check_sizes(config: Any) -> None:
     """The network and sampling sizes every model configuration has are integers >= 1."""
     for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
-        _check_positive_int(name, getattr(config, name))
+        value = getattr(config, name)
+        if value is not None or name in ("n_layers", "n_particles"):  # None: from the data
+            _check_positive_int(name, value)
 
 
-def _check_mask_prior(config: SAMSVAEConfig | SVAEPlusConfig) -> None:
+def _check_mask_prior(config: SAMSVAEConfig) -> None:
     if not 0 < config.mask_prior < 1:
         msg = f"mask_prior={config.mask_prior!r} must lie strictly between 0 and 1 (e.g. 0.01)."
         raise ValueError(msg)
@@ -152,8 +160,8 @@ class TrainConfig:
 
     max_epochs: int | None = None
     max_steps: int | None = None
-    batch_size: int = 512
-    lr: float = 3e-4
+    batch_size: int | None = None
+    lr: float | None = None
     global_lr: float | None = None
     weight_decay: float = 1e-6
     train_size: float = 0.9
@@ -189,10 +197,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 _check_positive_int(name, value)
-        _check_positive_int("batch_size", self.batch_size)
+        if self.batch_size is not None:
+            _check_positive_int("batch_size", self.batch_size)
         _check_positive_int("num_nodes", self.num_nodes)
         _check_positive_int("early_stopping_patience", self.early_stopping_patience)
-        _check_positive("lr", self.lr)
+        if self.lr is not None:
+            _check_positive("lr", self.lr)
         if self.global_lr is not None:
             _check_positive("global_lr", self.global_lr)
         if self.weight_decay < 0:

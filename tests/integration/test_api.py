@@ -110,6 +110,23 @@ def test_same_seed_gives_identical_parameters_and_another_seed_does_not(
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
+
+
+def test_first_fit_starts_from_the_seeds_initial_weights(tiny_adata: ad.AnnData) -> None:
+    """train(seed=s) re-draws the initial weights from s: with a learning rate too small to move
+    them, the trained weights are the seed's initial ones, and two seeds give two starts."""
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    starts = {}
+    for seed in (3, 4):
+        model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+        expected = model._build_module(seed=seed).state_dict()
+        model.train(seed=seed, max_steps=1, lr=1e-12, global_lr=1e-12, progress_bar=False)
+        trained = dict(model.module.named_parameters())
+        for key, value in expected.items():
+            if key in trained:  # parameters; buffers hold the training data's statistics
+                torch.testing.assert_close(trained[key].detach(), value, rtol=0, atol=1e-9)
+        starts[seed] = trained["decoder.input_layer.weight"].detach().clone()
+    assert not torch.allclose(starts[3], starts[4])
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_low_memory_sets_glibc_static_thresholds_and_trains_bit_for_bit_the_same(
     tiny_adata: ad.AnnData, monkeypatch: pytest.MonkeyPatch

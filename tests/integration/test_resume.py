@@ -200,8 +200,8 @@ def nan_at_step(monkeypatch: pytest.MonkeyPatch):
         calls: list[int] = []
         elbo = training.minibatch_elbo
 
-        def elbo_with_nan(module, batch, n_particles):
-            terms = elbo(module, batch, n_particles)
+        def elbo_with_nan(module, batch, n_particles, **options):
+            terms = elbo(module, batch, n_particles, **options)
             if module.training:
                 calls.append(len(calls) + 1)
                 if calls[-1] in steps:

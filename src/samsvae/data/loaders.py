@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,6 +51,27 @@ def moments_to_statistics(
     return mean, np.sqrt(var)
 
 
+# Floor of the per-gene scale of the encoder input, as a fraction of the genes' mean std (see
+# :func:`encoder_scale`).
+SCALE_FLOOR_FRACTION = 0.1
+
+
+def encoder_scale(std: np.ndarray) -> np.ndarray:
+    """Per-gene scale of the standardised encoder input: the training std, floored.
+
+    A gene (nearly) constant in the training cells has std (nearly) 0, so dividing by it would
+    feed the encoder about ``(x - mean) / std``, unbounded, for any new cell where the gene
+    varies, at a weight the encoder never saw in training. Every std is therefore raised to at
+    least ``SCALE_FLOOR_FRACTION`` times the mean std over genes: no gene is scaled up more than
+    ten times as much as an average gene, whatever the units of the input (log1p counts or user
+    values). The mean, unlike the median, is not pulled to 0 by many constant genes, nor moved
+    by the rounding left in a constant gene's std. If no gene varies the floor is 1.
+    """
+    mean_std = float(np.mean(std)) if len(std) else 0.0
+    floor = SCALE_FLOOR_FRACTION * mean_std if mean_std > 0 else 1.0
+    return np.maximum(std, floor)
+
+
 def gene_statistics(
     matrix: sp.csr_matrix | np.ndarray, rows: np.ndarray, *, log1p: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -64,15 +85,54 @@ def gene_statistics(
     return moments_to_statistics(total, total_sq, len(rows))
 
 
+def perturbation_counts(dosage: Any, rows: np.ndarray) -> np.ndarray:
+    """n_t over ``rows``: how many of them carry each perturbation (d_it != 0), counted in
+    chunks of rows; ``dosage`` is anything whose ``dosage[rows]`` is a CSR matrix.
+
+    Returns (n_perturbations,) int64.
+    """
+    rows = np.asarray(rows)
+    counts = np.zeros(dosage.shape[1], dtype=np.int64)
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        counts += np.asarray((dosage[rows[start : start + _CHUNK_ROWS]] != 0).sum(0)).ravel()
+    return counts
+
+
+def loader_perturbation_counts(loader: Any) -> np.ndarray:
+    """n_t over the cells a loader of this package walks (:func:`make_loader`'s,
+    :class:`DeviceBatches`, or the streaming and sharded loaders), from the dosage alone: no
+    counts are read. Returns (n_perturbations,) int64."""
+    source = loader.dataset if isinstance(loader, DataLoader) else loader
+    return source.perturbation_counts()
+
+
 @dataclass(frozen=True)
 class TrainingStatistics:
-    """What training takes from its cells: per-gene mean and scale of the normalised input
-    (n_genes,), the plate sizes n_t (n_perturbations,) and the median library size."""
+    """What training takes from its cells: per-gene mean and scale (the std, floored by
+    :func:`encoder_scale`) of the normalised input (n_genes,), the plate sizes n_t
+    (n_perturbations,) and the median library size."""
 
     gene_mean: np.ndarray
     gene_scale: np.ndarray
     n_cells_per_perturbation: np.ndarray
     median_library_size: float
+    library_size_quantiles: np.ndarray
+
+
+LIBRARY_QUANTILES = 101  # 0%, 1%, ..., 100%
+
+
+def control_library_quantiles(libraries: np.ndarray, is_control: np.ndarray) -> np.ndarray:
+    """Quantiles 0%, 1%, ..., 100% of the control cells' library sizes (of all cells when there
+    are no controls, as in a screen without them), (101,) float64: the depth distribution that
+    effects "at the data's depth" draw from."""
+    chosen = libraries[is_control] if is_control.any() else libraries
+    return np.quantile(np.maximum(chosen, 1.0), np.linspace(0, 1, LIBRARY_QUANTILES))
+
+
+def control_rows(dosage: Any, rows: np.ndarray) -> np.ndarray:
+    """Whether each of ``rows`` is a control cell (an all-zero dosage row), (len(rows),) bool."""
+    return np.asarray(dosage[rows].getnnz(axis=1) == 0).ravel()
 
 
 def covariate_rows(covariates: np.ndarray | None, rows: np.ndarray) -> torch.Tensor | None:
@@ -115,12 +175,16 @@ class CellDataset(Dataset):
 
     def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
         """Per-gene moments, n_t and median library size of ``rows``."""
-        mean, scale = gene_statistics(self.expression, rows, log1p=log1p)
+        mean, std = gene_statistics(self.expression, rows, log1p=log1p)
+        libraries = library_sizes(self.expression[rows])
         return TrainingStatistics(
             gene_mean=mean,
-            gene_scale=scale,
-            n_cells_per_perturbation=np.asarray((self.dosage[rows] != 0).sum(0)).ravel(),
-            median_library_size=float(np.median(library_sizes(self.expression[rows]))),
+            gene_scale=encoder_scale(std),
+            n_cells_per_perturbation=perturbation_counts(self.dosage, rows),
+            median_library_size=float(np.median(libraries)),
+            library_size_quantiles=control_library_quantiles(
+                libraries, control_rows(self.dosage, rows)
+            ),
         )
 
 
@@ -137,6 +201,10 @@ class _Subset(Dataset):
 
     def __getitem__(self, positions: list[int]) -> Batch:
         return self.dataset[self.rows[np.asarray(positions)]]
+
+    def perturbation_counts(self) -> np.ndarray:
+        """n_t over the subset's rows, (n_perturbations,) int64."""
+        return perturbation_counts(self.dataset.dosage, self.rows)
 
 
 def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
@@ -242,6 +310,10 @@ class DeviceBatches:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    def perturbation_counts(self) -> np.ndarray:
+        """n_t over the rows held, (n_perturbations,) int64."""
+        return (self.dosage != 0).sum(0).cpu().numpy()
 
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.rows)

@@ -30,10 +30,14 @@ from samsvae.data.batch import Batch, Shard
 from samsvae.data.loaders import (
     EpochBatches,
     TrainingStatistics,
+    control_library_quantiles,
+    control_rows,
     covariate_rows,
+    encoder_scale,
     gene_moments,
     library_sizes,
     moments_to_statistics,
+    perturbation_counts,
 )
 
 if TYPE_CHECKING:
@@ -290,6 +294,7 @@ class DiskCellDataset:
         # One array of library sizes filled chunk by chunk, and n_t counted chunk by chunk:
         # per-cell temporaries (a list, its join, dosage[rows]) stay in the heap once freed.
         libraries = np.empty(len(rows))
+        is_control = np.empty(len(rows), dtype=bool)
         starts = range(0, len(self), self.chunk_rows)
         bounds = np.searchsorted(rows, [*starts, len(self)])  # rows[first:last]: a chunk's
         for start, first, last in zip(starts, bounds[:-1], bounds[1:], strict=True):
@@ -300,12 +305,14 @@ class DiskCellDataset:
             chunk_sum, chunk_sq = gene_moments(chunk, log1p=log1p)
             total, total_sq = total + chunk_sum, total_sq + chunk_sq
             libraries[first:last] = library_sizes(chunk)
-            n_t += np.asarray((self.dosage[rows[first:last]] != 0).sum(0)).ravel()
-        mean, scale = moments_to_statistics(total, total_sq, len(rows))
+            is_control[first:last] = control_rows(self.dosage, rows[first:last])
+            n_t += perturbation_counts(self.dosage, rows[first:last])
+        mean, std = moments_to_statistics(total, total_sq, len(rows))
         return TrainingStatistics(
             gene_mean=mean,
-            gene_scale=scale,
+            gene_scale=encoder_scale(std),
             n_cells_per_perturbation=n_t,
+            library_size_quantiles=control_library_quantiles(libraries, is_control),
             median_library_size=float(np.median(libraries, overwrite_input=True)),
         )
 
@@ -330,6 +337,10 @@ class ShardedBatches:
 
     def __len__(self) -> int:
         return _n_batches(len(self.rows), self.batch_size)
+
+    def perturbation_counts(self) -> np.ndarray:
+        """n_t over all the rows (every rank's), (n_perturbations,) int64."""
+        return perturbation_counts(self.dataset.dosage, self.rows)
 
     def __iter__(self) -> Iterator[Batch]:
         rank, world_size = _rank_and_world()
@@ -389,6 +400,15 @@ class StreamingBatches:
 
     def __len__(self) -> int:
         return _n_batches(self.n_cells, self.batch_size)
+
+    def perturbation_counts(self) -> np.ndarray:
+        """n_t over the selected rows (every rank's), (n_perturbations,) int64; the rows are
+        read from their bits a chunk at a time."""
+        n_t = np.zeros(self.dataset.dosage.shape[1], dtype=np.int64)
+        for start in range(0, len(self.dataset), _CHUNK_ROWS):
+            rows = self.rows.between(start, min(start + _CHUNK_ROWS, len(self.dataset)))
+            n_t += perturbation_counts(self.dataset.dosage, rows)
+        return n_t
 
     def _windows(self) -> Iterator[tuple[_Window, np.ndarray]]:
         """Each window and the order of its rows: shuffled within the window (file order

@@ -1,7 +1,9 @@
 """Average treatment effects, from a model and from data.
 
 ATE(a) = E[g(x) | do(d_a)] - E[g(x) | do(0)], with g the identity (``"mean"``) or
-g(x) = log2(1 + 1e4 * x / sum_j x_j) (``"perturbseq"``, the paper's choice).
+g(x) = log2(1 + 1e4 * x / sum_j x_j) (``"perturbseq"``, the paper's choice). Under
+``"perturbseq"`` a cell with zero total counts has no g(x): observed ones are left out of every
+mean over data cells (:func:`defined_cells`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
 
 ATEMethod = Literal["mean", "perturbseq"]
 ATE_METHODS = ("mean", "perturbseq")
+#: A fixed library size, or ``"data"``: each particle draws its own from the training control
+#: cells' library sizes, so that effects are those of cells sequenced as deep as the data.
+LibrarySize = float | Literal["data"]
 PERTURBSEQ_SCALE = 1e4
 
 
@@ -41,7 +46,7 @@ def _per_draw_means(
     method: ATEMethod,
     n_global_samples: int,
     n_samples_per_global: int,
-    library_size: float,
+    library_size: LibrarySize,
     particles_per_chunk: int,
     share_basal: bool,
     covariates: torch.Tensor | None = None,
@@ -67,8 +72,13 @@ def _per_draw_means(
             n = min(draws_per_chunk, n_global_samples - start)
             sample = module.sample_globals(index.to(rows.device), n)
             sample = sample.repeat_particles(n_samples_per_global)
+            library = (
+                module.draw_library_sizes(n * n_samples_per_global)
+                if library_size == "data"
+                else library_size
+            )
             x = module.generate(
-                rows, sample, library_size, share_basal=share_basal, covariates=covariates
+                rows, sample, library, share_basal=share_basal, covariates=covariates
             )
             values = transform(x, method)  # (n * inner, 1 + A, G)
             if n_samples_per_global == 1:  # the plain ATE: no copy of every sample
@@ -85,7 +95,7 @@ def model_average_treatment_effects(
     *,
     method: ATEMethod = "perturbseq",
     n_samples: int = 2500,
-    library_size: float = PERTURBSEQ_SCALE,
+    library_size: LibrarySize = PERTURBSEQ_SCALE,
     particles_per_chunk: int = 250,
     share_basal: bool = False,
     covariates: torch.Tensor | None = None,
@@ -98,7 +108,9 @@ def model_average_treatment_effects(
     applies g. ``share_basal=True`` uses one z_basal per particle for the control and all
     interventions (common random numbers): the same expectation with less variance. All
     interventions and the particles of a chunk go through the decoder as one batch.
-    A model with covariates draws them per particle from the training shares (an effect
+    ``library_size="data"`` draws each particle's library size from the training control cells'
+    (:meth:`~samsvae.models.SAMSVAEModule.draw_library_sizes`), the same for the control and the
+    interventions of that particle. A model with covariates draws them per particle from the training shares (an effect
     averaged over batches), unless ``covariates`` (n_covariates,) fixes one row. ``progress``
     shows a bar when the estimate takes more than two seconds.
     """
@@ -129,7 +141,7 @@ def model_average_treatment_effect_draws(
     method: ATEMethod = "perturbseq",
     n_global_samples: int = 100,
     n_samples_per_global: int = 100,
-    library_size: float = PERTURBSEQ_SCALE,
+    library_size: LibrarySize = PERTURBSEQ_SCALE,
     particles_per_chunk: int = 250,
     share_basal: bool = True,
     covariates: torch.Tensor | None = None,
@@ -160,6 +172,15 @@ def model_average_treatment_effect_draws(
     return torch.cat([(chunk[:, 1:] - chunk[:, :1]).float().cpu() for chunk in chunks])
 
 
+def defined_cells(block: sp.spmatrix | np.ndarray, method: ATEMethod) -> np.ndarray:
+    """Which rows of a block of cells have a defined g(x), (n_rows,) bool: every row for
+    ``"mean"``; for ``"perturbseq"`` the rows with total counts > 0 (x / sum_j x_j is undefined
+    at 0, and :func:`transform` maps such rows to zeros, which are not expression values)."""
+    if method == "mean":
+        return np.ones(block.shape[0], dtype=bool)
+    return np.asarray(block.sum(axis=1)).ravel() > 0
+
+
 def transform_cells(block: sp.spmatrix | np.ndarray, method: ATEMethod) -> np.ndarray:
     """g(x) of a block of cells (rows, sparse or dense) as a dense float64 array."""
     dense = block.toarray() if sp.issparse(block) else np.asarray(block)
@@ -174,12 +195,22 @@ def transformed_cells_of(
     *,
     needed_for: str,
 ) -> np.ndarray:
-    """g(x) of the cells labelled ``label``, (n_cells, G); refuses a label with no cells."""
+    """g(x) of the cells labelled ``label`` whose g(x) is defined (:func:`defined_cells`),
+    (n_cells, G); refuses a label with no such cells."""
     rows = np.flatnonzero(labels == label)
     if len(rows) == 0:
         msg = f"No cells are labelled {label!r}; {needed_for} needs observed cells for it."
         raise ValueError(msg)
-    return transform_cells(expression[rows], method)
+    block = expression[rows]
+    block = block[defined_cells(block, method)]
+    if block.shape[0] == 0:
+        msg = (
+            f"Every cell labelled {label!r} has zero total counts, where g(x) = log2(1 + 1e4 x "
+            f"/ sum_j x_j) is undefined; {needed_for} needs cells with counts for it, or "
+            "method='mean'."
+        )
+        raise ValueError(msg)
+    return transform_cells(block, method)
 
 
 def data_average_treatment_effects(
@@ -190,7 +221,10 @@ def data_average_treatment_effects(
     *,
     method: ATEMethod = "perturbseq",
 ) -> np.ndarray:
-    """Mean g(x) of cells labelled ``a`` minus that of control cells; (len(interventions), G)."""
+    """Mean g(x) of cells labelled ``a`` minus that of control cells; (len(interventions), G).
+
+    With ``method="perturbseq"``, cells with zero total counts are left out of both means.
+    """
 
     def group_mean(label: str) -> np.ndarray:
         values = transformed_cells_of(expression, labels, label, method, needed_for="data ATE")

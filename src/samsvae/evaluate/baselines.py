@@ -1,6 +1,7 @@
 """Non-learned baselines for average treatment effects (DESIGN.md §4).
 
-All are fitted on training cells and predict the ATE of a dosage row d_a against the control:
+All are fitted on training cells and predict the ATE of a dosage row d_a against the control
+(cells with zero total counts have no g(x) under ``"perturbseq"`` and are left out of all):
 - ``control_mean``: no effect (0 for every gene);
 - ``perturbed_mean``: mean g(x) of all perturbed training cells minus the control mean;
 - ``additive``: the sum of the observed single-perturbation effects (for combinations);
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from samsvae.evaluate.ate import ATEMethod, transform_cells
+from samsvae.evaluate.ate import ATEMethod, defined_cells, transform_cells
 
 BASELINES = ("control_mean", "perturbed_mean", "additive", "ridge")
 _CHUNK_ROWS = 10_000
@@ -51,8 +52,11 @@ class EffectBaselines:
 
 
 def _transformed_chunks(expression: sp.csr_matrix | np.ndarray, method: ATEMethod):
+    """Per chunk of rows: its start, g(x) (rows without one are zeros), which rows have one."""
     for start in range(0, expression.shape[0], _CHUNK_ROWS):
-        yield start, transform_cells(expression[start : start + _CHUNK_ROWS], method)
+        chunk = expression[start : start + _CHUNK_ROWS]
+        defined = defined_cells(chunk, method)
+        yield start, transform_cells(chunk, method) * defined[:, None], defined
 
 
 def fit_effect_baselines(
@@ -67,29 +71,37 @@ def fit_effect_baselines(
     n_cells, n_perturbations = dosage.shape
     is_control = np.asarray(dosage.getnnz(axis=1) == 0)
     is_single = np.asarray((dosage.getnnz(axis=1) == 1) & (np.asarray(dosage.sum(1)).ravel() == 1))
-    if not is_control.any():
-        msg = "Baselines need control cells (all-zero dosage rows) among the training cells."
-        raise ValueError(msg)
     single_of = sp.csr_matrix(dosage.multiply(is_single[:, None]))
     n_genes = expression.shape[1]
     sums = {"control": np.zeros(n_genes), "perturbed": np.zeros(n_genes), "all": np.zeros(n_genes)}
     single_sums = np.zeros((n_perturbations, n_genes))
     cross = np.zeros((n_perturbations, n_genes))  # D^T Y
-    for start, values in _transformed_chunks(expression, method):
+    defined = np.zeros(n_cells, dtype=bool)
+    for start, values, defined_rows in _transformed_chunks(expression, method):
         rows = slice(start, start + values.shape[0])
+        defined[rows] = defined_rows  # undefined rows of values are 0: they add nothing
         sums["control"] += values[is_control[rows]].sum(0)
         sums["perturbed"] += values[~is_control[rows]].sum(0)
         sums["all"] += values.sum(0)
         single_sums += single_of[rows].T @ values
         cross += dosage[rows].T @ values
-    control_mean = sums["control"] / is_control.sum()
-    n_single = np.asarray(single_of.sum(0)).ravel()
+    if not (is_control & defined).any():
+        msg = (
+            "Baselines need control cells (all-zero dosage rows) with counts among the "
+            "training cells."
+        )
+        raise ValueError(msg)
+    # Every count and every row of D below is over the cells with a defined g(x) only.
+    kept = sp.diags(defined.astype(np.float64)) @ dosage  # (N, T), undefined rows zeroed
+    n_kept = defined.sum()
+    control_mean = sums["control"] / (is_control & defined).sum()
+    n_single = np.asarray(single_of.multiply(defined[:, None]).sum(0)).ravel()
     with np.errstate(invalid="ignore", divide="ignore"):
         single_effects = single_sums / n_single[:, None] - control_mean
-    perturbed = (sums["perturbed"] / max((~is_control).sum(), 1)) - control_mean
+    perturbed = (sums["perturbed"] / max((~is_control & defined).sum(), 1)) - control_mean
     # Ridge with an unpenalised intercept: centre D and Y, then (Dc^T Dc + a I) W = Dc^T Yc.
-    dosage_mean = np.asarray(dosage.mean(0)).ravel()
-    gram = (dosage.T @ dosage).toarray() - n_cells * np.outer(dosage_mean, dosage_mean)
-    centred_cross = cross - n_cells * np.outer(dosage_mean, sums["all"] / n_cells)
+    dosage_mean = np.asarray(kept.sum(0)).ravel() / n_kept
+    gram = (kept.T @ kept).toarray() - n_kept * np.outer(dosage_mean, dosage_mean)
+    centred_cross = cross - n_kept * np.outer(dosage_mean, sums["all"] / n_kept)
     weights = np.linalg.solve(gram + ridge_alpha * np.eye(n_perturbations), centred_cross)
     return EffectBaselines(perturbed, single_effects, weights)

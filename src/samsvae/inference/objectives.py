@@ -64,8 +64,22 @@ def plated_elbo_sum(
     return local_log_weight.sum(-1) + (global_log_weight * shares).sum(-1)
 
 
-def minibatch_elbo(module: SAMSVAEModule, batch: Batch, n_particles: int) -> LossTerms:
-    """Draw P particles for ``batch`` and return the negative ELBO per cell as ``loss``."""
+def minibatch_elbo(
+    module: SAMSVAEModule,
+    batch: Batch,
+    n_particles: int,
+    *,
+    n_cells_per_perturbation: torch.Tensor | None = None,
+) -> LossTerms:
+    """Draw P particles for ``batch`` and return the negative ELBO per cell as ``loss``.
+
+    ``n_cells_per_perturbation`` (n_perturbations,) gives the plate sizes n_t of the cells the
+    batch is drawn from; by default the training cells' (``module.n_cells_per_perturbation``).
+    Validation passes the validation cells' n_t: the loss then estimates the negative ELBO per
+    cell of the validation cells.
+    """
+    if n_cells_per_perturbation is None:
+        n_cells_per_perturbation = module.n_cells_per_perturbation
     sample = module.sample_globals(batch.perturbation_index, n_particles)
     noise = None
     if batch.shard is not None:
@@ -75,7 +89,7 @@ def minibatch_elbo(module: SAMSVAEModule, batch: Batch, n_particles: int) -> Los
     )
     global_log_weight = module.global_log_prior(sample) - sample.log_q
     cells_with = (batch.dosage != 0).sum(0).to(local.log_weight.dtype)
-    n_t = module.n_cells_per_perturbation[batch.perturbation_index]
+    n_t = n_cells_per_perturbation[batch.perturbation_index]
     n_cells = batch.counts.shape[0]
     elbo = plated_elbo_sum(local.log_weight, global_log_weight, cells_with, n_t).mean() / n_cells
     global_part = (global_log_weight * global_shares(cells_with, n_t)).sum(-1).mean() / n_cells

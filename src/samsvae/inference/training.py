@@ -20,6 +20,7 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from samsvae import io
+from samsvae.data.loaders import loader_perturbation_counts
 from samsvae.inference.objectives import LossTerms, gradient_weight, minibatch_elbo
 
 if TYPE_CHECKING:
@@ -65,8 +66,14 @@ def _check_finite_parameters(module: torch.nn.Module, epoch: int) -> None:
 class TrainingPlan(L.LightningModule):
     """Optimises ``module`` by the negative plated ELBO with ``n_particles`` particles.
 
-    After ``restarts`` divergence restarts both learning rates are scaled by
+    Adam takes ``global_lr`` for ``module.per_perturbation_parameters()`` and ``lr`` for every
+    other parameter. After ``restarts`` divergence restarts both learning rates are scaled by
     ``divergence_lr_factor ** restarts``; checkpoints carry the count.
+
+    ``validation_plate_sizes`` (n_perturbations,) holds n_t counted over the validation cells:
+    the validation loss shares each global term among the validation cells that carry it, so
+    that it estimates the negative ELBO per cell of the validation cells. Without it (no
+    validation loader) the training n_t are used.
     """
 
     def __init__(
@@ -79,9 +86,12 @@ class TrainingPlan(L.LightningModule):
         weight_decay: float,
         restarts: int = 0,
         divergence_lr_factor: float = 0.5,
+        validation_plate_sizes: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.module = module
+        # Not persistent: a checkpoint holds the model's state only, and fit recounts n_t.
+        self.register_buffer("validation_plate_sizes", validation_plate_sizes, persistent=False)
         self.n_particles = n_particles
         self.lr = lr
         self.global_lr = lr if global_lr is None else global_lr
@@ -98,7 +108,13 @@ class TrainingPlan(L.LightningModule):
         return terms.loss * gradient_weight(batch, self.trainer.world_size)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._log_loss("val_loss", minibatch_elbo(self.module, batch, self.n_particles), batch)
+        terms = minibatch_elbo(
+            self.module,
+            batch,
+            self.n_particles,
+            n_cells_per_perturbation=self.validation_plate_sizes,
+        )
+        self._log_loss("val_loss", terms, batch)
 
     def _log_loss(self, name: str, terms: LossTerms, batch: Batch) -> None:
         self.log(
@@ -112,20 +128,24 @@ class TrainingPlan(L.LightningModule):
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # The guide of the global variables gets its own learning rate: its parameters see one
-        # update per batch in which their perturbation appears, and Adam moves each by at most
-        # about lr per step, so mask logits need many steps to leave their initial value.
-        global_ids = {id(p) for p in self.module.guide.parameters()}
-        local = [p for p in self.module.parameters() if id(p) not in global_ids]
-        groups = [{"params": local}]
-        if global_ids:  # a conditional VAE has no global variables
-            groups.append({"params": list(self.module.guide.parameters())})
+        # Per-perturbation parameters (mask logits, embedding parameters, the correlated guide's
+        # perturbation table) get their own learning rate: each sees one update per batch in
+        # which its perturbation appears, and Adam moves it by at most about lr per step, so mask
+        # logits need many steps to leave their initial value. Networks shared by all
+        # perturbations (the correlated guide's included) see every batch and take ``lr``.
+        per_perturbation = self.module.per_perturbation_parameters()
+        per_perturbation_ids = {id(p) for p in per_perturbation}
+        shared = [p for p in self.module.parameters() if id(p) not in per_perturbation_ids]
+        groups = [{"params": shared}]
+        if per_perturbation:  # a conditional VAE has no global variables
+            groups.append({"params": per_perturbation})
         for group, lr in zip(groups, self._learning_rates(), strict=False):
             group["lr"] = lr
         return torch.optim.Adam(groups, weight_decay=self.weight_decay)
 
     def _learning_rates(self) -> tuple[float, float]:
-        """Learning rates of the (local, global) parameter groups after the restarts so far."""
+        """Learning rates of the (shared, per-perturbation) parameter groups after the restarts
+        so far."""
         scale = self.divergence_lr_factor**self.restarts
         return self.lr * scale, self.global_lr * scale
 
@@ -303,6 +323,7 @@ def fit(
     stopping) is saved there, and ``config.resume`` continues from it; on CPU a resumed run ends
     with the same parameters, bit for bit, as an uninterrupted one. ``fingerprint`` (JSON-ready:
     model class, configuration, data shape) and :data:`RUN_SETTINGS` must match the checkpoint's.
+    The validation loss uses n_t counted over ``val_loader``'s cells (see :class:`TrainingPlan`).
 
     With ``config.restart_on_divergence`` > 0, a :class:`NonFiniteLossError` reloads the last
     checkpoint (or the initial weights if none was written yet) and goes on with both learning
@@ -314,6 +335,10 @@ def fit(
     """
     fingerprint = {**(fingerprint or {}), **{k: getattr(config, k) for k in RUN_SETTINGS}}
     initial = _copy_state(module) if config.restart_on_divergence else {}
+    validation_plate_sizes = None
+    if val_loader is not None:
+        counts = loader_perturbation_counts(val_loader)
+        validation_plate_sizes = torch.as_tensor(counts, dtype=torch.float32)
     torch.manual_seed(config.seed)
     with _checkpoint_directory(config) as directory:
         ckpt_path = _resume_path(directory, config)
@@ -327,6 +352,7 @@ def fit(
                 weight_decay=config.weight_decay,
                 restarts=restarts,
                 divergence_lr_factor=config.divergence_lr_factor,
+                validation_plate_sizes=validation_plate_sizes,
             )
             trainer, best, history = _trainer(
                 config, max_epochs, directory, fingerprint, val_loader

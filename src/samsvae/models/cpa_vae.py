@@ -51,6 +51,10 @@ class UnmaskedGuide(nn.Module):
         """Every mask is 1."""
         return torch.ones_like(self.embedding_loc)
 
+    def per_perturbation_parameters(self) -> list[nn.Parameter]:
+        """The embeddings' loc and raw scale."""
+        return [self.embedding_loc, self.embedding_scale_raw]
+
 
 class CPAVAEModule(SAMSVAEModule):
     """CPA-VAE: the SAMS-VAE module with :class:`UnmaskedGuide` and no mask prior."""

@@ -37,6 +37,10 @@ class NoGlobals(nn.Module):
             index, empty, empty, self._dtype_probe.new_zeros((n_particles, len(index)))
         )
 
+    def per_perturbation_parameters(self) -> list[nn.Parameter]:
+        """None: there are no global variables."""
+        return []
+
 
 class ConditionalVAEModule(SAMSVAEModule):
     """Conditional VAE on the SAMS-VAE trunk: q(z | x, d) and p(x | [z, d])."""

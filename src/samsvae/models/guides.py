@@ -5,7 +5,12 @@ Beta-Bernoulli masks (pi_tk ~ Beta(alpha, beta), m_tk | pi_tk ~ Bernoulli(pi_tk)
 q(pi_tk) = Beta(a_tk, b_tk), initialised at the prior and reparameterised (implicit gradients).
 Mean-field: q(e_tk) = Normal(loc_tk, scale_tk) (loc init 0, scale init 1).
 Correlated: q(e_t | m_t) = Normal(g(m_t, t)), g an MLP fed the mask row and a learned
-per-perturbation embedding (O(T * n_hidden) parameters instead of a T x T one-hot).
+per-perturbation embedding (O(T * n_hidden) parameters instead of a T x T one-hot); it starts
+where the mean-field guide does (every mean 0, every scale 1).
+
+Each guide lists its per-perturbation parameters (``per_perturbation_parameters``): those a
+minibatch updates only when it carries their perturbation, which training may give their own
+learning rate. A network shared by all perturbations is not among them.
 """
 
 from __future__ import annotations
@@ -96,6 +101,11 @@ class _MaskGuide(nn.Module):
         """q(m_tk = 1), (n_perturbations, n_latent)."""
         return torch.sigmoid(self.mask_logits)
 
+    def per_perturbation_parameters(self) -> list[nn.Parameter]:
+        """The mask logits (and q(pi)'s raw parameters): one row per perturbation."""
+        beta = [p for p in (self.inclusion_raw, self.exclusion_raw) if p is not None]
+        return [self.mask_logits, *beta]
+
     def sample(
         self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None = None
     ) -> GlobalSample:
@@ -132,6 +142,11 @@ class MeanFieldGuide(_MaskGuide):
             n_perturbations, n_latent
         )
 
+    def per_perturbation_parameters(self) -> list[nn.Parameter]:
+        """The mask parameters and the embeddings' loc and raw scale."""
+        masks = super().per_perturbation_parameters()
+        return [*masks, self.embedding_loc, self.embedding_scale_raw]
+
     def embedding_distribution(
         self, index: torch.Tensor, masks: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +156,14 @@ class MeanFieldGuide(_MaskGuide):
 
 
 class CorrelatedGuide(_MaskGuide):
-    """Parameterizes q(M) q(E | M): q(e_t | m_t) = Normal(g(m_t, t))."""
+    """Parameterizes q(M) q(E | M): q(e_t | m_t) = Normal(g(m_t, t)).
+
+    g's first layer is W [m_t; onehot(t)] with the one-hot part kept as a table of rows u_t,
+    initialised as ``nn.Linear`` would initialise that layer's columns (fan-in n_latent +
+    n_perturbations). The loc head starts at zero and the scale head at a constant, so every
+    q(e_t | m_t) starts at Normal(0, 1), as the mean-field guide does; only the mask logits, the
+    mask-probability parameters and the table are per-perturbation parameters.
+    """
 
     def __init__(
         self,
@@ -156,8 +178,20 @@ class CorrelatedGuide(_MaskGuide):
         super().__init__(n_perturbations, n_latent, temperature, beta_prior=beta_prior)
         self.trunk = ResidualMLP(n_latent, n_hidden, n_layers)
         self.perturbation_embedding = nn.Embedding(n_perturbations, n_hidden)
+        bound = 1 / math.sqrt(n_latent + n_perturbations)
+        nn.init.uniform_(self.perturbation_embedding.weight, -bound, bound)
         self.loc = nn.Linear(n_hidden, n_latent)
         self.scale = nn.Linear(n_hidden, n_latent)
+        with torch.no_grad():
+            for head in (self.loc, self.scale):
+                head.weight.zero_()
+            self.loc.bias.zero_()
+            self.scale.bias.fill_(_SOFTPLUS_INVERSE_OF_ONE)
+
+    def per_perturbation_parameters(self) -> list[nn.Parameter]:
+        """The mask parameters and the perturbation table; not the shared network."""
+        masks = super().per_perturbation_parameters()
+        return [*masks, self.perturbation_embedding.weight]
 
     def embedding_distribution(
         self, index: torch.Tensor, masks: torch.Tensor

@@ -24,13 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from samsvae.config import SAMSVAEConfig
+from samsvae.data.loaders import LIBRARY_QUANTILES
 from samsvae.distributions import bernoulli_log_prob
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide, _normal_log_prob
 from samsvae.models.records import GlobalSample, LocalTerms
 from samsvae.nn import LIKELIHOOD_HEADS, BasalEncoder, ResidualMLP
 from samsvae.nn.networks import required_covariates
-
-NORMALISATION_EPSILON = 1e-6
 
 
 def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
@@ -40,9 +39,12 @@ def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
 class SAMSVAEModule(nn.Module):
     """SAMS-VAE model and guide for ``n_genes`` genes and ``n_perturbations`` perturbations.
 
-    Buffers (saved with the weights): ``gene_mean``/``gene_scale`` normalise the encoder input,
+    Buffers (saved with the weights): ``gene_mean``/``gene_scale`` normalise the encoder input
+    (``gene_scale`` > 0, the floored training std),
     ``n_cells_per_perturbation`` holds n_t of the training cells (the plate sizes of the global
-    terms), ``reference_library_size`` is the median training library size used by ``predict``.
+    terms), ``reference_library_size`` is the median training library size used by ``predict``,
+    ``library_size_quantiles`` the 0-100% quantiles of the training control cells' library sizes
+    (:meth:`draw_library_sizes`).
     ``covariate_sizes`` gives the number of categories of each covariate key; with covariates,
     ``covariate_frequencies`` holds each category's share of the training cells, key by key.
     """
@@ -68,6 +70,7 @@ class SAMSVAEModule(nn.Module):
         self.register_buffer("gene_scale", torch.ones(n_genes))
         self.register_buffer("n_cells_per_perturbation", torch.zeros(n_perturbations))
         self.register_buffer("reference_library_size", torch.tensor(1e4))
+        self.register_buffer("library_size_quantiles", torch.full((LIBRARY_QUANTILES,), 1e4))
         self.decoder_covariates = None
         if self.n_covariates:  # no extra weights or buffers (nor draws at init) without covariates
             self.decoder_covariates = nn.Linear(self.n_covariates, h, bias=False)
@@ -81,18 +84,20 @@ class SAMSVAEModule(nn.Module):
 
     @staticmethod
     def build_guide(n_perturbations: int, config: SAMSVAEConfig) -> nn.Module:
-        """q(M) q(E | M): mean-field or correlated, as ``config.guide`` says."""
+        """q(M) q(E | M): mean-field or correlated, as ``config.guide`` says; the correlated
+        guide's network has ``config.guide_network_size``."""
         beta_prior = config.mask_beta_prior
         if config.guide == "mean_field":
             return MeanFieldGuide(
                 n_perturbations, config.n_latent, config.gumbel_temperature, beta_prior=beta_prior
             )
+        n_hidden, n_layers = config.guide_network_size
         return CorrelatedGuide(
             n_perturbations,
             config.n_latent,
             config.gumbel_temperature,
-            n_hidden=config.n_hidden,
-            n_layers=config.n_layers,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
             beta_prior=beta_prior,
         )
 
@@ -137,10 +142,20 @@ class SAMSVAEModule(nn.Module):
         return torch.log1p(x) if self.likelihood.uses_counts else x
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """(transform(x) - mean) / (std + eps) with per-gene training statistics."""
-        return (self.transform_expression(x) - self.gene_mean) / (
-            self.gene_scale + NORMALISATION_EPSILON
-        )
+        """(transform(x) - mean) / scale with per-gene training statistics; the scale is the
+        training std floored away from 0 (``data.loaders.encoder_scale``), so a gene constant
+        in training gives a bounded input on new cells."""
+        return (self.transform_expression(x) - self.gene_mean) / self.gene_scale
+
+    def draw_library_sizes(self, n: int) -> torch.Tensor:
+        """``n`` library sizes from the training control cells' depth distribution (inverse CDF
+        of ``library_size_quantiles``, interpolated linearly), (n, 1) for one per particle."""
+        quantiles = self.library_size_quantiles
+        position = torch.rand(n, device=quantiles.device) * (len(quantiles) - 1)
+        lower = position.floor().long().clamp(max=len(quantiles) - 2)
+        fraction = position - lower
+        sizes = quantiles[lower] * (1 - fraction) + quantiles[lower + 1] * fraction
+        return sizes.unsqueeze(-1)
 
     # --- covariates ---------------------------------------------------------------------------
     def decode(self, z: torch.Tensor, covariates: torch.Tensor | None = None) -> torch.Tensor:
@@ -182,6 +197,11 @@ class SAMSVAEModule(nn.Module):
     def mask_probabilities(self) -> torch.Tensor:
         """q(m_tk = 1), (n_perturbations, n_latent)."""
         return self.guide.mask_probabilities()
+
+    def per_perturbation_parameters(self) -> list[nn.Parameter]:
+        """The guide's parameters with one entry per perturbation (mask logits, embedding
+        parameters or table rows), which training gives ``global_lr``."""
+        return self.guide.per_perturbation_parameters()
 
     # --- local variables ----------------------------------------------------------------------
     def latent_shift(self, dosage: torch.Tensor, sample: GlobalSample) -> torch.Tensor:

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from samsvae.data.loaders import CellDataset, epoch_order, make_loader
+from samsvae.data.loaders import (
+    CellDataset,
+    DeviceBatches,
+    epoch_order,
+    loader_perturbation_counts,
+    make_loader,
+)
 from samsvae.data.streaming import (
     DiskCellDataset,
     RowBits,
@@ -130,20 +136,28 @@ def test_csr_rows_reads_the_ranges_anndata_reads(
         disk.expression[0:10:2]
 
 
+def _coded_datasets(
+    adata: ad.AnnData, tmp_path: Path, chunk_rows: int = 10_000
+) -> tuple[CellDataset, DiskCellDataset, np.ndarray]:
+    """The same cells in memory and on disk with a coded dosage of three perturbations (one
+    label a cell, one label a combination), and a selection of rows."""
+    from samsvae.data.streaming import CodedDosage
+
+    table = sp.csr_matrix(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 1]], dtype="f4"))
+    codes = np.random.default_rng(0).integers(0, 4, adata.n_obs).astype(np.uint8)
+    adata.write_h5ad(tmp_path / "cells.h5ad")
+    memory = CellDataset(adata.X, sp.csr_matrix(table[codes]))
+    disk = DiskCellDataset(
+        read_backed(tmp_path / "cells.h5ad").X, CodedDosage(table, codes), chunk_rows=chunk_rows
+    )
+    return memory, disk, np.r_[np.arange(5, 20, 2), np.arange(40, adata.n_obs, 3)]
+
+
 @pytest.mark.parametrize("chunk_rows", [7, 10_000])  # several chunks, some without rows; one
 def test_streamed_statistics_equal_in_memory_statistics(
     tiny_adata: ad.AnnData, tmp_path: Path, chunk_rows: int
 ) -> None:
-    from samsvae.data.streaming import CodedDosage
-
-    table = sp.csr_matrix(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 1]], dtype="f4"))
-    codes = np.random.default_rng(0).integers(0, 4, tiny_adata.n_obs).astype(np.uint8)
-    tiny_adata.write_h5ad(tmp_path / "cells.h5ad")
-    memory = CellDataset(tiny_adata.X, sp.csr_matrix(table[codes]))
-    disk = DiskCellDataset(
-        read_backed(tmp_path / "cells.h5ad").X, CodedDosage(table, codes), chunk_rows=chunk_rows
-    )
-    rows = np.r_[np.arange(5, 20, 2), np.arange(40, tiny_adata.n_obs, 3)]
+    memory, disk, rows = _coded_datasets(tiny_adata, tmp_path, chunk_rows)
     expected = memory.training_statistics(rows, log1p=True)
     streamed = disk.training_statistics(rows, log1p=True)
     np.testing.assert_allclose(streamed.gene_mean, expected.gene_mean, rtol=1e-5)
@@ -152,6 +166,23 @@ def test_streamed_statistics_equal_in_memory_statistics(
         streamed.n_cells_per_perturbation, expected.n_cells_per_perturbation
     )
     assert streamed.median_library_size == expected.median_library_size
+
+
+def test_every_loader_counts_the_perturbations_of_its_rows(
+    tiny_adata: ad.AnnData, tmp_path: Path
+) -> None:
+    memory, disk, rows = _coded_datasets(tiny_adata, tmp_path)
+    expected = (memory.dosage.toarray()[rows] != 0).sum(0)
+    assert len(set(expected.tolist())) == 3  # three different counts
+    options = {"batch_size": 16, "shuffle": True, "seed": 0}
+    loaders = [
+        make_loader(memory, rows, **options),
+        DeviceBatches(memory, rows, device="cpu", **options),
+        ShardedBatches(memory, rows, **options),
+        StreamingBatches(disk, rows, block_rows=10, **options),
+    ]
+    for loader in loaders:
+        np.testing.assert_array_equal(loader_perturbation_counts(loader), expected)
 
 
 def test_sharded_batches_in_one_process_are_make_loader_batches(tiny_adata: ad.AnnData) -> None:

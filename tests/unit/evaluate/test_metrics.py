@@ -8,6 +8,7 @@ from sklearn.linear_model import Ridge
 
 from samsvae.evaluate.ate import data_average_treatment_effects, transform
 from samsvae.evaluate.baselines import fit_effect_baselines
+from samsvae.evaluate.interpret import data_genetic_interactions
 from samsvae.evaluate.metrics import (
     ate_metrics,
     energy_distance,
@@ -81,6 +82,54 @@ def test_data_ate_and_baselines_match_hand_computation() -> None:
     np.testing.assert_allclose(
         predicted["ridge"], np.array([[1, 1], [1, 0]]) @ reference.coef_.T, rtol=1e-10
     )
+
+
+def _g(x: np.ndarray) -> np.ndarray:
+    """log2(1 + 1e4 x / sum_j x_j), row by row, for cells with counts."""
+    return np.log2(1 + 1e4 * x / x.sum(1, keepdims=True))
+
+
+def test_zero_count_cells_are_left_out_of_data_ate_baselines_and_interactions() -> None:
+    expression = np.array(
+        [
+            [1.0, 3.0, 0.0],
+            [2.0, 2.0, 1.0],
+            [0.0, 0.0, 0.0],  # a control cell without counts
+            [5.0, 1.0, 1.0],
+            [0.0, 0.0, 0.0],  # an A cell without counts
+            [4.0, 0.0, 2.0],
+            [1.0, 1.0, 6.0],
+            [3.0, 3.0, 3.0],
+        ]
+    )
+    labels = np.array(["c", "c", "c", "A", "A", "A", "B", "A+B"])
+    dosage = sp.csr_matrix(
+        [[0, 0], [0, 0], [0, 0], [1, 0], [1, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32
+    )
+    control, a = _g(expression[[0, 1]]).mean(0), _g(expression[[3, 5]]).mean(0)
+    b, ab = _g(expression[[6]]).mean(0), _g(expression[[7]]).mean(0)
+    effects = data_average_treatment_effects(expression, labels, ["A", "B", "A+B"], "c")
+    np.testing.assert_allclose(effects, np.stack([a, b, ab]) - control, rtol=1e-12)
+    naive = _g(expression[[3, 5]]).sum(0) / 3 - _g(expression[[0, 1]]).sum(0) / 3
+    assert np.abs(effects[0] - naive).max() > 1.0  # zeros as expression would move it this much
+
+    fitted = fit_effect_baselines(sp.csr_matrix(expression), dosage, ridge_alpha=0.5)
+    predicted = fitted.predict(np.array([[1.0, 0.0], [1.0, 1.0]]))
+    perturbed = _g(expression[[3, 5, 6, 7]]).mean(0) - control
+    np.testing.assert_allclose(predicted["perturbed_mean"][0], perturbed, rtol=1e-12)
+    np.testing.assert_allclose(predicted["additive"], [a - control, a + b - 2 * control])
+    counted = expression.sum(1) > 0
+    design = dosage.toarray().astype(np.float64)[counted]
+    reference = Ridge(alpha=0.5).fit(design, _g(expression[counted]))
+    np.testing.assert_allclose(
+        predicted["ridge"], np.array([[1, 0], [1, 1]]) @ reference.coef_.T, rtol=1e-9
+    )
+
+    scores = data_genetic_interactions(expression, labels, ["A+B"], "c", n_bootstrap=20)
+    np.testing.assert_allclose(scores.score[0], ab - a - b + control, rtol=1e-12)
+    only_zeros = np.array(["c", "c", "c", "A", "D", "A", "B", "A+B"])
+    with pytest.raises(ValueError, match="Every cell labelled 'D' has zero total counts"):
+        data_average_treatment_effects(expression, only_zeros, ["D"], "c")
 
 
 def test_additive_baseline_is_undefined_for_perturbations_never_seen_alone() -> None:

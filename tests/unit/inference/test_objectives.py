@@ -23,7 +23,7 @@ def _problem(guide: str) -> tuple[SAMSVAEModule, torch.Tensor, torch.Tensor, tor
         config = ConditionalVAEConfig(n_latent=3, n_hidden=8)
         module = ConditionalVAEModule(N_GENES, N_PERTURBATIONS, config)
     elif guide == "svae_plus":
-        config = SVAEPlusConfig(n_latent=3, n_hidden=8, mask_prior=0.2)
+        config = SVAEPlusConfig(n_latent=3, n_hidden=8, mask_prior_beta=2.0)
         module = SVAEPlusModule(N_GENES, N_PERTURBATIONS, config)
     elif guide == "beta_bernoulli":
         config = SAMSVAEConfig(n_latent=3, n_hidden=8, mask_prior=0.2, mask_prior_concentration=4)

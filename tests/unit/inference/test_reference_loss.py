@@ -28,7 +28,7 @@ def _reference_loss(module: SAMSVAEModule, batch: Batch, seed: int) -> torch.Ten
 
     encoder = module.encoder
     weight = torch.cat([encoder.trunk.input_layer.weight, encoder.shift_layer.weight], dim=1)
-    x_normalised = (torch.log1p(batch.counts) - module.gene_mean) / (module.gene_scale + 1e-6)
+    x_normalised = (torch.log1p(batch.counts) - module.gene_mean) / module.gene_scale
     inputs = torch.cat([x_normalised.expand(N_PARTICLES, -1, -1), shift], dim=-1)
     hidden = encoder.trunk.forward_hidden(inputs @ weight.T + encoder.trunk.input_layer.bias)
     loc = encoder.loc(hidden)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samsvae.config import SAMSVAEConfig
+from samsvae.config import SAMSVAEConfig, SVAEPlusConfig
 from samsvae.models import ConditionalVAEModule, SAMSVAEModule, SVAEPlusModule
 from samsvae.nn import ResidualMLP
 
@@ -14,7 +14,8 @@ SIZES = (2, 3)  # two covariate keys with 2 and 3 categories
 
 def _module(cls=SAMSVAEModule, **config) -> SAMSVAEModule:
     torch.manual_seed(0)
-    return cls(7, 4, SAMSVAEConfig(n_latent=3, n_hidden=8, **config), covariate_sizes=SIZES)
+    config_cls = SVAEPlusConfig if cls is SVAEPlusModule else SAMSVAEConfig
+    return cls(7, 4, config_cls(n_latent=3, n_hidden=8, **config), covariate_sizes=SIZES)
 
 
 def _one_hot(n: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -18,23 +19,49 @@ def _beta_guide_log_q(module: SAMSVAEModule, index: torch.Tensor, sample) -> tor
     return (q_pi.log_prob(sample.mask_probabilities) + q_m.log_prob(sample.masks)).sum(-1)
 
 
-def test_svae_plus_global_terms_are_beta_bernoulli_with_unscored_point_shifts() -> None:
+def test_svae_plus_global_term_is_the_map_beta_penalty_plus_the_bernoulli_terms() -> None:
     torch.manual_seed(0)
-    config = SVAEPlusConfig(n_latent=3, n_hidden=8, mask_prior=0.2, mask_prior_concentration=5)
-    module = SVAEPlusModule(6, 4, config)
-    with torch.no_grad():
-        module.guide.shift_loc.copy_(torch.randn(4, 3))
+    c = 5.0
+    config = SVAEPlusConfig(n_latent=3, n_hidden=8, mask_prior_beta=c)
+    module = SVAEPlusModule(6, 4, config).double()
+    guide = module.guide
+    with torch.no_grad():  # fixed values away from the initialisation
+        guide.pi_logits.copy_(torch.randn(4, 3, dtype=torch.float64) * 2)
+        guide.mask_logits.copy_(torch.randn(4, 3, dtype=torch.float64) * 2)
     index = torch.tensor([0, 2, 3])
-    sample = module.sample_globals(index, 7)
-    assert set(sample.masks.unique().tolist()) <= {0.0, 1.0}
-    torch.testing.assert_close(sample.embeddings, module.guide.shift_loc[index].expand(7, 3, 3))
-    pi, masks = sample.mask_probabilities, sample.masks
-    expected_prior = (
-        torch.distributions.Beta(1.0, 4.0).log_prob(pi)  # a c = 1, (1 - a) c = 4
+    sample = module.sample_globals(index, 50)
+    masks = sample.masks
+    assert set(masks.unique().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(sample.embeddings, guide.shift_loc[index].expand(50, 3, 3))
+
+    pi = torch.sigmoid(guide.pi_logits[index]).detach()  # the point estimate, (3, 3)
+    expected = (
+        torch.distributions.Beta(torch.tensor(1.0).double(), torch.tensor(c).double()).log_prob(pi)
         + torch.distributions.Bernoulli(probs=pi).log_prob(masks)
-    ).sum(-1)  # no term for the shifts: they are point estimates
-    torch.testing.assert_close(module.global_log_prior(sample), expected_prior)
-    torch.testing.assert_close(sample.log_q, _beta_guide_log_q(module, index, sample))
+        - torch.distributions.Bernoulli(logits=guide.mask_logits[index]).log_prob(masks)
+    ).sum(-1)  # no log q(pi) (point mass) and no term for the point shifts mu
+    global_term = module.global_log_prior(sample) - sample.log_q
+    torch.testing.assert_close(global_term, expected, rtol=1e-12, atol=1e-12)
+    # The MAP penalty reaches pi's logits; the shifts get no gradient from the global term.
+    global_term.sum().backward()
+    assert guide.pi_logits.grad[index].abs().min() > 0
+    assert guide.shift_loc.grad is None or guide.shift_loc.grad.abs().sum() == 0
+
+
+def test_svae_plus_starts_at_the_prior_mean_with_unit_normal_shifts() -> None:
+    torch.manual_seed(0)
+    module = SVAEPlusModule(6, 400, SVAEPlusConfig(n_latent=10, n_hidden=8, mask_prior_beta=10))
+    pi = torch.sigmoid(module.guide.pi_logits)
+    torch.testing.assert_close(pi, torch.full((400, 10), 1 / 11))
+    torch.testing.assert_close(module.mask_probabilities(), torch.full((400, 10), 0.5))
+    shifts = module.guide.shift_loc.detach()
+    assert abs(shifts.mean().item()) < 0.1
+    assert 0.9 < shifts.std().item() < 1.1
+
+
+def test_svae_plus_config_refuses_a_non_positive_beta() -> None:
+    with pytest.raises(ValueError, match="mask_prior_beta=0"):
+        SVAEPlusConfig(mask_prior_beta=0)
 
 
 def test_svae_plus_local_terms_score_z_against_the_masked_shift_and_ignore_d_in_q() -> None:

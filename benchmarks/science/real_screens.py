@@ -1,0 +1,472 @@
+"""Real-screen scoreboard: every model at its defaults beside the non-learned baselines
+(DESIGN.md §4-§5), on the real screens and the realistic simulation, in one table.
+
+Each model is built and trained with nothing but the data and a seed (``SAMSVAE(adata)``,
+``model.train(seed=seed, progress_bar=False)``): sizes, learning rates, batch size and budget are
+the ones the defaults choose (recorded per row). Test cells are held out from training; the models
+split the rest 90/10 into training and validation. Datasets and tasks:
+
+- papalexi (Papalexi 2021 THP-1, control 'non-targeting'): seen perturbations, held-out cells,
+  a seeded 20% of each label's cells.
+- gasperini (Gasperini 2019 K562 high MOI, '+'-joined guide groups, control 'none_of_listed',
+  covariate 'batch'): (a) the single guide groups on 20% held-out cells, with the positive controls
+  (10 TSS groups: how many rank their target gene first of the 366 by effect; the test cells' own
+  count is the reference row); (b) held-out combinations: half (seeded) of the combination labels
+  with at least 5 cells whose parts are single labels, all of their cells held out.
+- mcfaline (McFaline-Figueroa 2023 GBM CRISPRi, control 'control', covariate 'cell_line'):
+  (a) seen perturbations on 20% held-out cells; (b) held-out cell line L: train on the other two
+  lines plus L's control cells, predict L's perturbed cells with ``covariates={"cell_line": L}``
+  against the transfer baseline (the perturbation's mean data ATE in the other lines).
+- simulation (``samsvae.datasets.simulate_realistic(seed=0)``): seen singles on 20% held-out
+  cells and held-out combinations (half of its combination labels, seeded).
+
+One training serves both tasks of a split: its test cells are the held-out 20% of every label
+plus all cells of the held-out combinations. Scores: Pearson r (and R²) of the model's ATE
+(perturbseq transform, at the data's depth) with the test cells' data ATE, over all genes and over
+the 20 genes of largest observed |effect| per intervention; mean held-out IWELBO (100
+particles) on the task's test cells; training seconds. Baselines are fitted on the training cells
+(the per-label mean is their data ATE; the additive one sums the singles' training effects).
+SVAEPlus cannot predict unseen combinations; its row for those says so. Rows of datasets not run
+are kept from an earlier result file of the same name (``--fresh`` starts anew).
+Writes ``benchmarks/results/{out-name}.{json,md}`` after each dataset.
+
+    python benchmarks/science/real_screens.py [--datasets papalexi gasperini mcfaline simulation]
+        [--models SAMSVAE CPAVAE ConditionalVAE SVAEPlus] [--seed 0] [--heldout-lines first]
+        [--quick] [--out-name real_screens] [--fresh]
+
+``--quick`` (a smoke test: 2 epochs, 100 ATE particles, 10 IWELBO particles) writes
+``real_screens_quick`` unless ``--out-name`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+import samsvae
+from samsvae.evaluate import ate_metrics, data_average_treatment_effects, fit_effect_baselines
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gasperini_random_split import rank_summary, target_ranks
+from real_data import RESULTS, current_commit, format_value, save_results
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+DATA = Path(__file__).resolve().parents[3] / "shared/data"
+MODELS = {
+    "SAMSVAE": samsvae.SAMSVAE,
+    "CPAVAE": samsvae.CPAVAE,
+    "ConditionalVAE": samsvae.ConditionalVAE,
+    "SVAEPlus": samsvae.SVAEPlus,
+}
+#: library size of the model ATEs: "data" draws each particle's library size from the training
+#: control cells'; ``None`` would fall back to their median (``module.reference_library_size``).
+ATE_DEPTH: str | None = "data"
+TEST_FRACTION = 0.2
+MIN_COMBINATION_CELLS = 5
+
+
+@dataclass
+class Task:
+    """One scored question: the effects of ``targets``, compared with ``observed``."""
+
+    name: str
+    test: ad.AnnData  # the cells whose held-out IWELBO is reported
+    targets: list[str]
+    observed: np.ndarray
+    baselines: dict[str, np.ndarray]
+    covariates: dict[str, str] | None = None
+    extra: Callable[[np.ndarray], dict[str, float]] | None = None
+
+
+@dataclass
+class Experiment:
+    """One training set (already set up for the models) and the tasks scored after training."""
+
+    name: str
+    train: ad.AnnData
+    tasks: list[Task] = field(default_factory=list)
+
+
+# --- splits ---------------------------------------------------------------------------------
+
+
+def stratified_test_mask(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded :data:`TEST_FRACTION` of each label's cells (rounded), as a boolean mask."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        test[rng.choice(rows, round(TEST_FRACTION * len(rows)), replace=False)] = True
+    return test
+
+
+def held_out_combinations(labels: np.ndarray, control: str, seed: int) -> list[str]:
+    """Half (seeded) of the combination labels with at least :data:`MIN_COMBINATION_CELLS`
+    cells whose every part is a single label with that many cells."""
+    counts = pd.Series(labels).value_counts()
+    singles = {s for s, n in counts.items() if "+" not in s and s != control}
+    singles = {s for s in singles if counts[s] >= MIN_COMBINATION_CELLS}
+    eligible = sorted(
+        c for c, n in counts.items()
+        if "+" in c and n >= MIN_COMBINATION_CELLS and set(c.split("+")) <= singles
+    )
+    chosen = np.random.default_rng(seed).choice(eligible, len(eligible) // 2, replace=False)
+    return sorted(map(str, chosen))
+
+
+def setup(adata: ad.AnnData, key: str, control: str, covariate: str | None) -> None:
+    samsvae.SAMSVAE.setup_anndata(
+        adata,
+        perturbation_key=key,
+        control=control,
+        covariate_keys=None if covariate is None else [covariate],
+    )
+
+
+# --- baselines ------------------------------------------------------------------------------
+
+
+def fitted_baselines(train: ad.AnnData) -> Callable[[list[str]], dict[str, np.ndarray]]:
+    """The non-learned baselines fitted on ``train`` (set up, additive encoding), as a function
+    of the interventions to predict."""
+    design = samsvae.CPAVAE(train).design  # the additive vocabulary of the training labels
+    labels = train.obs[design.perturbation_key].astype(str).to_numpy()
+    fitted = fit_effect_baselines(train.X, design.encode(labels))
+    return lambda targets: fitted.predict(design.encode(targets).toarray())
+
+
+def named_baselines(effects: dict[str, np.ndarray], additive: str) -> dict[str, np.ndarray]:
+    """Baseline effects under table names; ``additive`` names the additive one (on singles it is
+    the per-label mean of the training cells)."""
+    names = {
+        "control_mean": "control mean (no effect)",
+        "perturbed_mean": "perturbed mean",
+        "additive": additive,
+        "ridge": "ridge",
+    }
+    return {names[k]: v for k, v in effects.items()}
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+
+def random_split(
+    adata: ad.AnnData, key: str, control: str, seed: int, *, covariate: str | None = None,
+    combinations: bool = False,
+) -> tuple[Experiment, list[str]]:
+    """Seen singles on held-out cells and, with ``combinations``, held-out combinations."""
+    labels = adata.obs[key].astype(str).to_numpy()
+    held_out = held_out_combinations(labels, control, seed) if combinations else []
+    is_test = stratified_test_mask(labels, seed) | np.isin(labels, held_out)
+    train, test = adata[~is_test].copy(), adata[is_test].copy()
+    setup(train, key, control, covariate)
+    test_labels = labels[is_test]
+    singles = sorted({s for s in test_labels if "+" not in s} - {control})
+    baselines = fitted_baselines(train)
+    seen_test = test[~np.isin(test_labels, held_out)]
+    experiment = Experiment("random split", train)
+    experiment.tasks.append(
+        Task(
+            "seen perturbations, held-out cells",
+            seen_test,
+            singles,
+            data_average_treatment_effects(test.X, test_labels, singles, control),
+            named_baselines(baselines(singles), "per-label mean (training cells)"),
+        )
+    )
+    if held_out:
+        experiment.tasks.append(
+            Task(
+                "held-out combinations",
+                test[np.isin(test_labels, held_out)],
+                held_out,
+                data_average_treatment_effects(test.X, test_labels, held_out, control),
+                named_baselines(baselines(held_out), "additive (sum of training singles)"),
+            )
+        )
+    return experiment, singles
+
+
+def heldout_line(adata: ad.AnnData, line: str, key: str, control: str) -> Experiment:
+    """Train on the other lines and ``line``'s controls; predict ``line``'s perturbed cells."""
+    labels = adata.obs[key].astype(str).to_numpy()
+    lines = adata.obs["cell_line"].astype(str).to_numpy()
+    is_test = (lines == line) & (labels != control)
+    train = adata[~is_test].copy()
+    setup(train, key, control, "cell_line")
+    targets = sorted(set(labels[is_test]))
+
+    def line_effects(name: str) -> np.ndarray:
+        of = lines == name
+        return data_average_treatment_effects(adata.X[of], labels[of], targets, control)
+
+    transfer = np.mean([line_effects(o) for o in sorted(set(lines) - {line})], axis=0)
+    task = Task(
+        f"held-out cell line {line}",
+        adata[is_test].copy(),
+        targets,
+        line_effects(line),
+        {"transfer (mean effect in the other lines)": transfer},
+        covariates={"cell_line": line},
+    )
+    return Experiment(f"held-out line {line}", train, [task])
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+
+def papalexi(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experiment]:
+    yield random_split(adata, "perturbation", "non-targeting", args.seed)[0]
+
+
+def gasperini(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experiment]:
+    experiment, singles = random_split(
+        adata, "perturbations", "none_of_listed", args.seed, covariate="batch", combinations=True
+    )
+    pairs = {k: list(v) for k, v in adata.uns["positive_control_pairs"].items()}
+    genes = list(adata.var_names)
+    experiment.tasks[0].extra = lambda effects: rank_summary(
+        target_ranks(effects, singles, genes, pairs)
+    )
+    yield experiment
+
+
+def mcfaline(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experiment]:
+    yield random_split(adata, "perturbation", "control", args.seed, covariate="cell_line")[0]
+    lines = sorted(adata.obs["cell_line"].astype(str).unique())
+    chosen = {"first": lines[:1], "all": lines}.get(args.heldout_lines[0], args.heldout_lines)
+    for line in chosen:
+        yield heldout_line(adata, line, "perturbation", "control")
+
+
+def simulation(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experiment]:
+    yield random_split(adata, "perturbation", "control", args.seed, combinations=True)[0]
+
+
+DATASETS = {
+    "papalexi": (DATA / "papalexi2021/papalexi2021_thp1_lowmoi.h5ad", papalexi),
+    "gasperini": (DATA / "gasperini2019/gasperini2019_k562_highmoi_subset.h5ad", gasperini),
+    "mcfaline": (DATA / "mcfaline2023/mcfaline2023_gbm_crispri.h5ad", mcfaline),
+    "simulation": (None, simulation),
+}
+
+
+def load(name: str) -> ad.AnnData | None:
+    path = DATASETS[name][0]
+    if path is None:
+        return samsvae.datasets.simulate_realistic(seed=0)
+    if not path.exists():
+        print(f"[{name}] skipped: {path} is absent", flush=True)
+        return None
+    return ad.read_h5ad(path)
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+
+def model_effects(model: Any, task: Task, args: argparse.Namespace) -> np.ndarray:
+    """The model's ATE of the task's targets at the data's depth (see :data:`ATE_DEPTH`)."""
+    depth = ATE_DEPTH if ATE_DEPTH is not None else float(model.module.reference_library_size)
+    return model.average_treatment_effects(
+        task.targets,
+        library_size=depth,
+        covariates=task.covariates,
+        n_samples=args.ate_samples,
+        seed=args.seed,
+        progress_bar=False,
+    ).X
+
+
+def scores(effects: np.ndarray, task: Task) -> dict[str, Any]:
+    extra = task.extra(effects) if task.extra is not None else {}
+    return {**ate_metrics(effects, task.observed), **extra, "n_targets": len(task.targets)}
+
+
+def train_model(name: str, train: ad.AnnData, args: argparse.Namespace) -> tuple[Any, dict]:
+    """A model at its defaults, trained; with the seconds it took and the settings chosen."""
+    model = MODELS[name](train)
+    quick = {"max_epochs": 2} if args.quick else {}
+    start = time.perf_counter()
+    model.train(seed=args.seed, progress_bar=False, **quick)
+    settings = {
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "n_latent": model.config.n_latent,
+        "n_hidden": model.config.n_hidden,
+        "epochs_run": len(model.history),
+        **model.train_settings,
+    }
+    return model, settings
+
+
+def model_row(model: Any, task: Task, args: argparse.Namespace) -> dict[str, Any]:
+    unknown = model.design.unknown_singles(task.targets)
+    if unknown:
+        return {"note": f"cannot predict unseen labels ({len(unknown)} of them)"}
+    iwelbo = model.iwelbo(
+        task.test, n_particles=args.iwelbo_particles, seed=args.seed, progress_bar=False
+    )
+    return scores(model_effects(model, task, args), task) | {"heldout_iwelbo": iwelbo}
+
+
+def experiment_rows(dataset: str, experiment: Experiment, args: argparse.Namespace) -> Iterator:
+    """Rows of the data reference (when a task scores it), the models and the baselines."""
+
+    def row(task: Task, method: str, kind: str, values: dict) -> dict:
+        out = {"dataset": dataset, "task": task.name, "method": method, "kind": kind, **values}
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))
+        return out
+
+    for task in experiment.tasks:
+        if task.extra is not None:
+            yield row(task, "data (test cells)", "reference", task.extra(task.observed))
+    for name in args.models:
+        model, settings = train_model(name, experiment.train, args)
+        for task in experiment.tasks:
+            yield row(task, name, "model", model_row(model, task, args) | settings)
+    for task in experiment.tasks:
+        for name, effects in task.baselines.items():
+            yield row(task, f"{name} baseline", "baseline", scores(effects, task))
+
+
+def run_dataset(name: str, args: argparse.Namespace) -> tuple[list[dict], dict] | None:
+    adata = load(name)
+    if adata is None:
+        return None
+    start, rows, experiments = time.perf_counter(), [], []
+    for experiment in DATASETS[name][1](adata, args):
+        print(f"[{name}] {experiment.name}: {experiment.train.n_obs} training cells", flush=True)
+        rows += list(experiment_rows(name, experiment, args))
+        experiments.append(describe(experiment))
+    meta = {
+        "data": str(DATASETS[name][0] or "simulate_realistic(seed=0)"),
+        "n_cells": adata.n_obs,
+        "experiments": experiments,
+        "seconds": round(time.perf_counter() - start, 1),
+        "seed": args.seed,
+        "quick": args.quick,
+        "commit": current_commit(),
+    }
+    return rows, meta
+
+
+def describe(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "name": experiment.name,
+        "n_train": experiment.train.n_obs,
+        "tasks": [
+            {"name": t.name, "n_test_cells": t.test.n_obs, "targets": t.targets}
+            for t in experiment.tasks
+        ],
+    }
+
+
+# --- output ---------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("dataset", "dataset"),
+    ("task", "task"),
+    ("method", "model / baseline"),
+    ("n_targets", "targets"),
+    ("ate_pearson_r", "ATE r"),
+    ("ate_pearson_r_top20", "ATE r top-20"),
+    ("ate_r2", "ATE R²"),
+    ("heldout_iwelbo", "held-out IWELBO"),
+    ("positive_controls_ranked_first", "PC targets ranked 1st (of 10)"),
+    ("train_seconds", "train s"),
+    ("n_latent", "n_latent"),
+    ("n_hidden", "n_hidden"),
+    ("batch_size", "batch"),
+    ("lr", "lr"),
+    ("max_epochs", "epochs"),
+    ("note", "note"),
+]
+
+
+def table(record: dict[str, Any]) -> str:
+    runs = "; ".join(
+        f"{name}: seed {m['seed']}, commit {m['commit'][:8]}, {m['seconds']:.0f} s"
+        + (" (QUICK: 2 epochs)" if m["quick"] else "")
+        for name, m in record["datasets"].items()
+    )
+    depth = (
+        'the data\'s depth (`library_size="data"`: each particle\'s library size is drawn '
+        "from the training control cells')"
+        if ATE_DEPTH == "data"
+        else "the training cells' median library size"
+    )
+    caption = (
+        "Real-screen scoreboard: every model at its defaults (`Model(adata)`, "
+        "`model.train(seed=seed)`), beside the non-learned baselines fitted on the training "
+        f"cells. Model ATEs at {depth}, perturbseq transform, {record['ate_samples']} particles, "
+        "against the test cells' data ATE; top-20 = the 20 genes of largest observed |effect| "
+        f"per intervention; IWELBO with {record['iwelbo_particles']} particles on the task's "
+        f"test cells. Runs: {runs}. Command: `{record['command']}`."
+    )
+    header = "| " + " | ".join(h for _, h in COLUMNS) + " |"
+    lines = [caption, "", header, "|---" * len(COLUMNS) + "|"]
+    for row in record["rows"]:
+        lines.append("| " + " | ".join(format_value(row.get(k)) for k, _ in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def earlier(out_name: str, fresh: bool) -> dict[str, Any]:
+    path = RESULTS / f"{out_name}.json"
+    if fresh or not path.exists():
+        return {"rows": [], "datasets": {}}
+    return json.loads(path.read_text())
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--heldout-lines", nargs="+", default=["first"],
+        help="McFaline lines to hold out: 'first' (sorted), 'all' or line names",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 epochs, few samples")
+    parser.add_argument("--out-name", default=None)
+    parser.add_argument("--fresh", action="store_true", help="drop rows of earlier runs")
+    args = parser.parse_args()
+    args.out_name = args.out_name or ("real_screens_quick" if args.quick else "real_screens")
+    args.ate_samples, args.iwelbo_particles = (100, 10) if args.quick else (2500, 100)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    record = earlier(args.out_name, args.fresh)
+    record |= {
+        "command": "python benchmarks/science/real_screens.py " + " ".join(sys.argv[1:]),
+        "ate_library_size": ATE_DEPTH or "median of the training cells",
+        "ate_samples": args.ate_samples,
+        "iwelbo_particles": args.iwelbo_particles,
+        "torch": torch.__version__,
+    }
+    for name in args.datasets:
+        result = run_dataset(name, args)
+        if result is None:
+            continue
+        rows, meta = result
+        record["rows"] = [r for r in record["rows"] if r["dataset"] != name] + rows
+        record["datasets"][name] = meta
+        save_results(args.out_name, record, table(record))
+
+
+if __name__ == "__main__":
+    main()
