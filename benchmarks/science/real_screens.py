@@ -116,10 +116,14 @@ def held_out_combinations(labels: np.ndarray, control: str, seed: int) -> list[s
     """Half (seeded) of the combination labels with at least :data:`MIN_COMBINATION_CELLS`
     cells whose every part is a single label with that many cells."""
     counts = pd.Series(labels).value_counts()
-    singles = {s for s, n in counts.items() if "+" not in s and s != control}
-    singles = {s for s in singles if counts[s] >= MIN_COMBINATION_CELLS}
+    singles = {
+        s
+        for s, n in counts.items()
+        if "+" not in s and s != control and n >= MIN_COMBINATION_CELLS
+    }
     eligible = sorted(
-        c for c, n in counts.items()
+        c
+        for c, n in counts.items()
         if "+" in c and n >= MIN_COMBINATION_CELLS and set(c.split("+")) <= singles
     )
     chosen = np.random.default_rng(seed).choice(eligible, len(eligible) // 2, replace=False)
@@ -163,7 +167,12 @@ def named_baselines(effects: dict[str, np.ndarray], additive: str) -> dict[str, 
 
 
 def random_split(
-    adata: ad.AnnData, key: str, control: str, seed: int, *, covariate: str | None = None,
+    adata: ad.AnnData,
+    key: str,
+    control: str,
+    seed: int,
+    *,
+    covariate: str | None = None,
     combinations: bool = False,
 ) -> tuple[Experiment, list[str]]:
     """Seen singles on held-out cells and, with ``combinations``, held-out combinations."""
@@ -175,7 +184,7 @@ def random_split(
     test_labels = labels[is_test]
     singles = sorted({s for s in test_labels if "+" not in s} - {control})
     baselines = fitted_baselines(train)
-    seen_test = test[~np.isin(test_labels, held_out)]
+    seen_test = test[~np.isin(test_labels, held_out)].copy()
     experiment = Experiment("random split", train)
     experiment.tasks.append(
         Task(
@@ -190,7 +199,7 @@ def random_split(
         experiment.tasks.append(
             Task(
                 "held-out combinations",
-                test[np.isin(test_labels, held_out)],
+                test[np.isin(test_labels, held_out)].copy(),
                 held_out,
                 data_average_treatment_effects(test.X, test_labels, held_out, control),
                 named_baselines(baselines(held_out), "additive (sum of training singles)"),
@@ -244,9 +253,12 @@ def gasperini(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experimen
 
 
 def mcfaline(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experiment]:
-    yield random_split(adata, "perturbation", "control", args.seed, covariate="cell_line")[0]
     lines = sorted(adata.obs["cell_line"].astype(str).unique())
     chosen = {"first": lines[:1], "all": lines}.get(args.heldout_lines[0], args.heldout_lines)
+    if set(chosen) - set(lines):
+        msg = f"--heldout-lines {chosen}: McFaline's lines are {lines}, 'first' or 'all'"
+        raise SystemExit(msg)
+    yield random_split(adata, "perturbation", "control", args.seed, covariate="cell_line")[0]
     for line in chosen:
         yield heldout_line(adata, line, "perturbation", "control")
 
@@ -347,7 +359,10 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[list[dict], dict] 
     start, rows, experiments = time.perf_counter(), [], []
     for experiment in DATASETS[name][1](adata, args):
         print(f"[{name}] {experiment.name}: {experiment.train.n_obs} training cells", flush=True)
-        rows += list(experiment_rows(name, experiment, args))
+        order = [task.name for task in experiment.tasks]
+        rows += sorted(
+            experiment_rows(name, experiment, args), key=lambda r: order.index(r["task"])
+        )
         experiments.append(describe(experiment))
     meta = {
         "data": str(DATASETS[name][0] or "simulate_realistic(seed=0)"),
@@ -394,14 +409,24 @@ COLUMNS = [
 ]
 
 
+#: columns not shown with format_value's three decimals
+FORMATS = {"train_seconds": "{:.1f}", "lr": "{:g}", "positive_controls_ranked_first": "{:.0f}"}
+
+
+def cell(value: object, key: str) -> str:
+    if key in FORMATS and isinstance(value, float) and not np.isnan(value):
+        return FORMATS[key].format(value)
+    return format_value(value)
+
+
 def table(record: dict[str, Any]) -> str:
     runs = "; ".join(
         f"{name}: seed {m['seed']}, commit {m['commit'][:8]}, {m['seconds']:.0f} s"
         + (" (QUICK: 2 epochs)" if m["quick"] else "")
-        for name, m in record["datasets"].items()
+        for name, m in sorted(record["datasets"].items(), key=lambda d: list(DATASETS).index(d[0]))
     )
     depth = (
-        'the data\'s depth (`library_size="data"`: each particle\'s library size is drawn '
+        "the data's depth (`library_size=\"data\"`: each particle's library size is drawn "
         "from the training control cells')"
         if ATE_DEPTH == "data"
         else "the training cells' median library size"
@@ -412,12 +437,12 @@ def table(record: dict[str, Any]) -> str:
         f"cells. Model ATEs at {depth}, perturbseq transform, {record['ate_samples']} particles, "
         "against the test cells' data ATE; top-20 = the 20 genes of largest observed |effect| "
         f"per intervention; IWELBO with {record['iwelbo_particles']} particles on the task's "
-        f"test cells. Runs: {runs}. Command: `{record['command']}`."
+        f"test cells. Runs: {runs}. Last command: `{record['command']}`."
     )
     header = "| " + " | ".join(h for _, h in COLUMNS) + " |"
     lines = [caption, "", header, "|---" * len(COLUMNS) + "|"]
     for row in record["rows"]:
-        lines.append("| " + " | ".join(format_value(row.get(k)) for k, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(row.get(k), k) for k, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -436,7 +461,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--heldout-lines", nargs="+", default=["first"],
+        "--heldout-lines",
+        nargs="+",
+        default=["first"],
         help="McFaline lines to hold out: 'first' (sorted), 'all' or line names",
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 epochs, few samples")
@@ -463,7 +490,8 @@ def main() -> None:
         if result is None:
             continue
         rows, meta = result
-        record["rows"] = [r for r in record["rows"] if r["dataset"] != name] + rows
+        kept = [r for r in record["rows"] if r["dataset"] != name]
+        record["rows"] = sorted(kept + rows, key=lambda r: list(DATASETS).index(r["dataset"]))
         record["datasets"][name] = meta
         save_results(args.out_name, record, table(record))
 

@@ -376,8 +376,11 @@ class PerturbationModel:
     ) -> None:
         """Fit by maximising the plated ELBO with Adam; keep the best-validation weights.
 
-        ``global_lr`` is the learning rate of the guide of the global variables (mask logits,
-        embeddings); ``None`` uses ``lr``. ``train_size`` of the cells (seeded split) are used for
+        Settings left as ``None`` are chosen from the data (:mod:`samsvae.defaults`):
+        ``batch_size`` from the number of training cells, ``lr`` 1e-3, ``global_lr`` (the
+        learning rate of the per-perturbation parameters: mask logits and embeddings) 30 times
+        ``lr``, and ``max_epochs`` to make about 20,000 steps (between 20 and 400 epochs); the
+        values used are in ``model.train_settings``. ``train_size`` of the cells (seeded split) are used for
         training, the rest for validation; or pass ``train_indices`` (and optionally
         ``validation_indices``), row positions of ``adata``, to fix the split yourself (a task's
         split): cells in neither set, e.g. test cells, are not used.
@@ -405,6 +408,30 @@ class PerturbationModel:
         (about 60 MB lower and flat over the steps on the out-of-core benchmark) for slower CPU
         steps (3-4 times as long there), with the same results bit for bit.
         """
+        config = TrainConfig(
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            global_lr=global_lr,
+            weight_decay=weight_decay,
+            train_size=train_size,
+            seed=seed,
+            early_stopping=early_stopping,
+            early_stopping_patience=early_stopping_patience,
+            gradient_clip_val=gradient_clip_val,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            progress_bar=progress_bar,
+            low_memory=low_memory,
+            checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+            checkpoint_every_n_epochs=checkpoint_every_n_epochs,
+            resume=resume,
+            restart_on_divergence=restart_on_divergence,
+            divergence_lr_factor=divergence_lr_factor,
+        )
         adata, dataset = self._dataset(None)
         if not self.is_trained:  # a first fit starts from the seed's initial weights
             self.module = self._build_module(seed=seed)
@@ -427,29 +454,8 @@ class PerturbationModel:
             max_epochs=max_epochs,
             max_steps=max_steps,
         )
-        config = TrainConfig(
-            max_epochs=max_epochs,
-            max_steps=max_steps,
-            batch_size=chosen["batch_size"],
-            lr=chosen["lr"],
-            global_lr=chosen["global_lr"],
-            weight_decay=weight_decay,
-            train_size=train_size,
-            seed=seed,
-            early_stopping=early_stopping,
-            early_stopping_patience=early_stopping_patience,
-            gradient_clip_val=gradient_clip_val,
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            num_nodes=num_nodes,
-            progress_bar=progress_bar,
-            low_memory=low_memory,
-            checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-            checkpoint_every_n_epochs=checkpoint_every_n_epochs,
-            resume=resume,
-            restart_on_divergence=restart_on_divergence,
-            divergence_lr_factor=divergence_lr_factor,
+        config = dataclasses.replace(
+            config, **{key: chosen[key] for key in ("batch_size", "lr", "global_lr")}
         )
         self._set_training_statistics(dataset, train_rows)
         fingerprint = self._fingerprint(train_rows, val_rows)
@@ -606,14 +612,15 @@ class PerturbationModel:
         perturbations: Sequence[str],
         *,
         n_samples: int = 100,
-        library_size: float | None = None,
+        library_size: LibrarySize | None = None,
         covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
     ) -> ad.AnnData:
         """Generate ``n_samples`` cells for each requested perturbation or '+' combination.
 
         Each cell draws the globals from q and z_basal from the prior. ``library_size`` defaults to
-        the median training library size. For a model with covariates, ``covariates`` fixes
+        the median training library size; ``"data"`` draws each sample's from the training
+        control cells' library sizes (the same for every requested row of that sample). For a model with covariates, ``covariates`` fixes
         them (``{"batch": "b1"}``, one category per key); by default each sample draws them
         from the training cells' shares. Returns AnnData (len(perturbations) * n_samples,
         genes) with ``obs["perturbation"]``.
@@ -628,6 +635,8 @@ class PerturbationModel:
         )
         index = torch.nonzero(dosage.abs().sum(0) > 0).ravel()
         with _seeded(seed):
+            if library == "data":
+                library = self.module.draw_library_sizes(n_samples)
             sample = self.module.sample_globals(index.to(self._device()), n_samples)
             rows = dosage[:, index].to(self._device())
             x = self.module.generate(rows, sample, library, covariates=covariate_row)  # (S, R, G)

@@ -401,3 +401,44 @@ def test_treatment_effect_intervals_bracket_the_draw_mean(tiny_model: samsvae.SA
     assert np.all(result.layers["upper"] > result.layers["lower"])
     with pytest.raises(ValueError, match=r"level=1\.5"):
         tiny_model.treatment_effect_intervals(["P0"], level=1.5)
+
+
+def test_defaults_are_chosen_from_the_data(tiny_adata: ad.AnnData) -> None:
+    from samsvae import defaults
+
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    model = samsvae.SAMSVAE(tiny_adata)
+    n_perturbations = model.design.n_perturbations
+    assert model.config.n_latent == defaults.n_latent_for(n_perturbations) == 12  # 4 ceil(sqrt 6)
+    assert model.config.n_hidden == 128 and model.config.guide == "mean_field"
+    model.train(max_epochs=1, progress_bar=False)
+    settings = model.train_settings
+    n_train = len(model.train_indices)
+    assert settings["batch_size"] == 128 and settings["lr"] == 1e-3
+    assert settings["global_lr"] == pytest.approx(3e-2)
+    assert defaults.max_epochs_for(n_train, 128) == 400  # a tiny screen: the upper bound
+    assert defaults.max_epochs_for(1_000_000, 512) == 20 and defaults.n_hidden_for(10**6) == 400
+    preset = samsvae.SAMSVAE(tiny_adata, **samsvae.presets["replogle"])
+    assert (preset.config.n_latent, preset.config.n_hidden) == (100, 400)
+
+
+def test_effects_at_the_data_depth_draw_control_library_sizes(tiny_model: samsvae.SAMSVAE) -> None:
+    tiny_model.train(**FAST)
+    adata = tiny_model.adata
+    is_control = (adata.obs["perturbation"] == "control").to_numpy()
+    train = np.zeros(adata.n_obs, bool)
+    train[tiny_model.train_indices] = True
+    control_depth = np.asarray(adata.X[train & is_control].sum(1)).ravel()
+    quantiles = tiny_model.module.library_size_quantiles.numpy()
+    np.testing.assert_allclose(quantiles[[0, 50, 100]],
+                               np.quantile(control_depth, [0, 0.5, 1]), rtol=1e-5)
+    at_depth = tiny_model.average_treatment_effects(["P0"], n_samples=200, progress_bar=False)
+    deep = tiny_model.average_treatment_effects(
+        ["P0"], n_samples=200, library_size=1e4, progress_bar=False
+    )
+    assert at_depth.uns["library_size"] == "data" and deep.uns["library_size"] == 1e4
+    assert not np.allclose(at_depth.X, deep.X)
+    cells = tiny_model.predict(["P0"], n_samples=300, library_size="data")
+    depth = np.asarray(cells.X.sum(1)).ravel()
+    # each sample's depth comes from the control cells': its spread, not one fixed size
+    assert depth.std() > 0.2 * control_depth.std()
