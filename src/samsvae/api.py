@@ -17,6 +17,7 @@ import torch
 
 from samsvae import defaults, io
 from samsvae.config import (
+    LIBRARY_QUANTILES,
     ConditionalVAEConfig,
     CPAVAEConfig,
     SAMSVAEConfig,
@@ -36,7 +37,6 @@ from samsvae.data import (
     vocabulary_from_labels,
 )
 from samsvae.data.design import DOSAGE_ENCODINGS
-from samsvae.data.loaders import LIBRARY_QUANTILES
 from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate import interpret
 from samsvae.evaluate.ate import (

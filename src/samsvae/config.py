@@ -11,6 +11,8 @@ Likelihood = Literal["nb", "normal", "poisson"]
 EncoderInput = Literal["x_and_shift", "x"]
 
 GUIDES = ("mean_field", "correlated")
+#: How many quantiles (0%, 1%, ..., 100%) of the control cells' library sizes a model keeps.
+LIBRARY_QUANTILES = 101
 LIKELIHOODS = ("nb", "normal", "poisson")
 ENCODER_INPUTS = ("x_and_shift", "x")
 

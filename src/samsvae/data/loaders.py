@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from samsvae.config import LIBRARY_QUANTILES
 from samsvae.data.batch import Batch
 
 if TYPE_CHECKING:
@@ -117,9 +118,6 @@ class TrainingStatistics:
     n_cells_per_perturbation: np.ndarray
     median_library_size: float
     library_size_quantiles: np.ndarray
-
-
-LIBRARY_QUANTILES = 101  # 0%, 1%, ..., 100%
 
 
 def control_library_quantiles(libraries: np.ndarray, is_control: np.ndarray) -> np.ndarray:

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samsvae.config import SAMSVAEConfig
-from samsvae.data.loaders import LIBRARY_QUANTILES
+from samsvae.config import LIBRARY_QUANTILES, SAMSVAEConfig
 from samsvae.distributions import bernoulli_log_prob
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide, _normal_log_prob
 from samsvae.models.records import GlobalSample, LocalTerms
