@@ -1,5 +1,5 @@
-"""Real-screen scoreboard: every model at its defaults beside the non-learned baselines
-(DESIGN.md §4-§5), on the real screens and the realistic simulation, in one table.
+"""Real-screen scoreboard: every model at its defaults beside the non-learned baselines,
+on the real screens and the realistic simulation, in one table.
 
 Each model is built and trained with nothing but the data and a seed (``SAMSVAE(adata)``,
 ``model.train(seed=seed, progress_bar=False)``): sizes, learning rates, batch size and budget are

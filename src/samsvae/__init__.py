@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from samsvae import datasets, pl
-from samsvae.defaults import presets, train_presets
 from samsvae.api import CPAVAE, SAMSVAE, ConditionalVAE, SVAEPlus
+from samsvae.defaults import presets, train_presets
 
 __version__ = "0.1.0"
 
-__all__ = ["CPAVAE", "SAMSVAE", "ConditionalVAE", "SVAEPlus", "__version__", "datasets", "pl", "presets", "train_presets"]
+__all__ = [
+    "CPAVAE",
+    "SAMSVAE",
+    "ConditionalVAE",
+    "SVAEPlus",
+    "__version__",
+    "datasets",
+    "pl",
+    "presets",
+    "train_presets",
+]

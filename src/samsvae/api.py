@@ -49,6 +49,7 @@ from samsvae.evaluate.ate import (
 from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.inference.training import fit, quiet_lightning
 from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule, SVAEPlusModule
+from samsvae.models.target_genes import target_pairs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -135,6 +136,9 @@ class PerturbationModel:
             self.config = defaults.resolve_model_sizes(
                 config, n_cells=adata.n_obs, n_perturbations=design.n_perturbations
             )
+            if hasattr(config, "target_genes"):
+                pairs = target_pairs(config.target_genes, design.perturbations, design.genes)
+                self.config = dataclasses.replace(self.config, target_genes=pairs)
         self.module = self._build_module(seed=0)
         self.train_settings: dict[str, Any] | None = None
         self.history: pd.DataFrame | None = None
@@ -380,8 +384,10 @@ class PerturbationModel:
         ``batch_size`` from the number of training cells, ``lr`` 1e-3, ``global_lr`` (the
         learning rate of the per-perturbation parameters: mask logits and embeddings) 30 times
         ``lr``, and ``max_epochs`` to make about 20,000 steps (between 20 and 400 epochs); the
-        values used are in ``model.train_settings``. ``train_size`` of the cells (seeded split) are used for
-        training, the rest for validation; or pass ``train_indices`` (and optionally
+        values used are in ``model.train_settings``.
+
+        ``train_size`` of the cells (seeded split) are used for training, the rest for
+        validation; or pass ``train_indices`` (and optionally
         ``validation_indices``), row positions of ``adata``, to fix the split yourself (a task's
         split): cells in neither set, e.g. test cells, are not used.
         Per-gene normalisation statistics, library sizes and the plate sizes n_t come from the
@@ -554,6 +560,30 @@ class PerturbationModel:
             module.covariate_frequencies.copy_(shares)
 
     # --- getters ------------------------------------------------------------------------------
+    def get_target_gene_effects(self) -> pd.DataFrame:
+        """The direct effects on targeted genes (``target_genes``), one row per (perturbation,
+        gene) pair: the posterior mean and standard deviation of beta (natural-log change of the
+        gene's expected share) and log2 fold change (the mean over log 2). Empty without pairs.
+        """
+        columns = ["perturbation", "gene", "mean", "sd", "log2_fold_change"]
+        effects = getattr(self.module, "target_effects", None)
+        if effects is None:
+            return pd.DataFrame(columns=columns)
+        with torch.no_grad():
+            loc, scale = (value.cpu().numpy() for value in effects.posterior())
+        return pd.DataFrame(
+            {
+                "perturbation": [
+                    self.design.perturbations[t] for t in effects.perturbation.tolist()
+                ],
+                "gene": [self.design.genes[g] for g in effects.gene.tolist()],
+                "mean": loc,
+                "sd": scale,
+                "log2_fold_change": loc / np.log(2),
+            },
+            columns=columns,
+        )
+
     def get_mask_probabilities(self) -> pd.DataFrame:
         """q(m_tk = 1) as a DataFrame, perturbations x latent dimensions."""
         with torch.no_grad():
@@ -620,7 +650,8 @@ class PerturbationModel:
 
         Each cell draws the globals from q and z_basal from the prior. ``library_size`` defaults to
         the median training library size; ``"data"`` draws each sample's from the training
-        control cells' library sizes (the same for every requested row of that sample). For a model with covariates, ``covariates`` fixes
+        control cells' library sizes (the same for every requested row of that sample). For a
+        model with covariates, ``covariates`` fixes
         them (``{"batch": "b1"}``, one category per key); by default each sample draws them
         from the training cells' shares. Returns AnnData (len(perturbations) * n_samples,
         genes) with ``obs["perturbation"]``.
@@ -1094,6 +1125,17 @@ class SAMSVAE(PerturbationModel):
         Temperature of the straight-through binary-concrete mask samples.
     guide_n_hidden, guide_n_layers
         Size of the correlated guide's network; ``None`` takes ``n_hidden`` / ``n_layers``.
+    target_genes
+        Direct effects on targeted genes: each (perturbation t, gene g) pair gets an effect
+        beta_tg ~ N(0, ``target_effect_prior_scale``²) added to the decoder's output for g in the
+        cells that carry t, beside the latent shift (a knock-down of the targeted gene is often
+        the largest single-gene effect, and one a few latent dimensions render poorly).
+        ``"auto"``: every perturbation named after a measured gene (``adata.var_names``) targets
+        it, and none when no name matches; a mapping ``{perturbation: gene or [genes]}`` names
+        the pairs (guide groups, other gene identifiers); ``None`` turns them off.
+        :meth:`get_target_gene_effects` reads them.
+    target_effect_prior_scale
+        Prior standard deviation of the direct effects (natural-log scale of expression).
 
     Notes
     -----
@@ -1135,6 +1177,8 @@ class SAMSVAE(PerturbationModel):
         gumbel_temperature: float = 1.0,
         guide_n_hidden: int | None = None,
         guide_n_layers: int | None = None,
+        target_genes: Literal["auto"] | Mapping[str, str | Sequence[str]] | None = "auto",
+        target_effect_prior_scale: float = 1.0,
     ) -> None:
         config = SAMSVAEConfig(
             n_latent=n_latent,
@@ -1150,6 +1194,8 @@ class SAMSVAE(PerturbationModel):
             gumbel_temperature=gumbel_temperature,
             guide_n_hidden=guide_n_hidden,
             guide_n_layers=guide_n_layers,
+            target_genes=target_genes,
+            target_effect_prior_scale=target_effect_prior_scale,
         )
         super().__init__(adata, config)
 

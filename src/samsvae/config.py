@@ -52,11 +52,17 @@ class SAMSVAEConfig:
     gumbel_temperature: float = 1.0
     guide_n_hidden: int | None = None
     guide_n_layers: int | None = None
+    target_genes: Any = "auto"
+    target_effect_prior_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check_shared_fields(self)
         _check_mask_prior(self)
         _check_choice("guide", self.guide, GUIDES)
+        _check_positive("target_effect_prior_scale", self.target_effect_prior_scale)
+        if isinstance(self.target_genes, list):  # resolved pairs read back from JSON
+            pairs = tuple((int(t), int(g)) for t, g in self.target_genes)
+            object.__setattr__(self, "target_genes", pairs)
         for name in ("guide_n_hidden", "guide_n_layers"):
             if getattr(self, name) is not None:
                 _check_positive_int(name, getattr(self, name))

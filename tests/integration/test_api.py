@@ -110,8 +110,6 @@ def test_same_seed_gives_identical_parameters_and_another_seed_does_not(
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
-
-
 def test_first_fit_starts_from_the_seeds_initial_weights(tiny_adata: ad.AnnData) -> None:
     """train(seed=s) re-draws the initial weights from s: with a learning rate too small to move
     them, the trained weights are the seed's initial ones, and two seeds give two starts."""
@@ -127,6 +125,8 @@ def test_first_fit_starts_from_the_seeds_initial_weights(tiny_adata: ad.AnnData)
                 torch.testing.assert_close(trained[key].detach(), value, rtol=0, atol=1e-9)
         starts[seed] = trained["decoder.input_layer.weight"].detach().clone()
     assert not torch.allclose(starts[3], starts[4])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_low_memory_sets_glibc_static_thresholds_and_trains_bit_for_bit_the_same(
     tiny_adata: ad.AnnData, monkeypatch: pytest.MonkeyPatch
@@ -430,8 +430,9 @@ def test_effects_at_the_data_depth_draw_control_library_sizes(tiny_model: samsva
     train[tiny_model.train_indices] = True
     control_depth = np.asarray(adata.X[train & is_control].sum(1)).ravel()
     quantiles = tiny_model.module.library_size_quantiles.numpy()
-    np.testing.assert_allclose(quantiles[[0, 50, 100]],
-                               np.quantile(control_depth, [0, 0.5, 1]), rtol=1e-5)
+    np.testing.assert_allclose(
+        quantiles[[0, 50, 100]], np.quantile(control_depth, [0, 0.5, 1]), rtol=1e-5
+    )
     at_depth = tiny_model.average_treatment_effects(["P0"], n_samples=200, progress_bar=False)
     deep = tiny_model.average_treatment_effects(
         ["P0"], n_samples=200, library_size=1e4, progress_bar=False

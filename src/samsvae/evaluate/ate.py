@@ -110,9 +110,9 @@ def model_average_treatment_effects(
     interventions and the particles of a chunk go through the decoder as one batch.
     ``library_size="data"`` draws each particle's library size from the training control cells'
     (:meth:`~samsvae.models.SAMSVAEModule.draw_library_sizes`), the same for the control and the
-    interventions of that particle. A model with covariates draws them per particle from the training shares (an effect
-    averaged over batches), unless ``covariates`` (n_covariates,) fixes one row. ``progress``
-    shows a bar when the estimate takes more than two seconds.
+    interventions of that particle. A model with covariates draws them per particle from the
+    training shares (an effect averaged over batches), unless ``covariates`` (n_covariates,)
+    fixes one row. ``progress`` shows a bar when the estimate takes more than two seconds.
     """
     totals = torch.zeros(dosage.shape[0] + 1, module.n_genes, dtype=torch.float64)
     chunks = _per_draw_means(

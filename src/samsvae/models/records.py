@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from samsvae.models.target_genes import TargetSample
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,7 @@ class GlobalSample:
     log q(e_t | m_t) + log q(m_t) (+ log q(pi_t)) summed over latent dimensions.
     mask_probabilities: the draws of pi_tk, (n_particles, len(index), n_latent), for
     Beta-Bernoulli masks (m_tk | pi_tk ~ Bernoulli(pi_tk)); None for plain Bernoulli masks.
+    target: the direct effects on targeted genes (``models.target_genes``), or None.
     """
 
     index: torch.Tensor
@@ -22,6 +27,7 @@ class GlobalSample:
     masks: torch.Tensor
     log_q: torch.Tensor
     mask_probabilities: torch.Tensor | None = None
+    target: TargetSample | None = None
 
     @property
     def shifts(self) -> torch.Tensor:
@@ -40,6 +46,7 @@ class GlobalSample:
             masks=repeat(self.masks),
             log_q=repeat(self.log_q),
             mask_probabilities=repeat(self.mask_probabilities),
+            target=None if self.target is None else self.target.repeat_particles(repeats),
         )
 
     def select(self, positions: torch.Tensor) -> GlobalSample:
@@ -52,6 +59,7 @@ class GlobalSample:
             mask_probabilities=None
             if self.mask_probabilities is None
             else self.mask_probabilities[:, positions],
+            target=None if self.target is None else self.target.select(positions, len(self.index)),
         )
 
 

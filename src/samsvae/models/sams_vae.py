@@ -16,6 +16,7 @@ c_i are the cell's one-hot covariates (batch, donor), present only when the mode
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ from samsvae.config import LIBRARY_QUANTILES, SAMSVAEConfig
 from samsvae.distributions import bernoulli_log_prob
 from samsvae.models.guides import CorrelatedGuide, MeanFieldGuide, _normal_log_prob
 from samsvae.models.records import GlobalSample, LocalTerms
+from samsvae.models.target_genes import TargetGeneEffects, target_pairs
 from samsvae.nn import LIKELIHOOD_HEADS, BasalEncoder, ResidualMLP
 from samsvae.nn.networks import required_covariates
 
@@ -70,6 +72,12 @@ class SAMSVAEModule(nn.Module):
         self.register_buffer("n_cells_per_perturbation", torch.zeros(n_perturbations))
         self.register_buffer("reference_library_size", torch.tensor(1e4))
         self.register_buffer("library_size_quantiles", torch.full((LIBRARY_QUANTILES,), 1e4))
+        pairs = target_pairs(getattr(config, "target_genes", None), (), ())
+        self.target_effects = (
+            TargetGeneEffects(pairs, n_perturbations, config.target_effect_prior_scale)
+            if pairs
+            else None
+        )
         self.decoder_covariates = None
         if self.n_covariates:  # no extra weights or buffers (nor draws at init) without covariates
             self.decoder_covariates = nn.Linear(self.n_covariates, h, bias=False)
@@ -187,11 +195,24 @@ class SAMSVAEModule(nn.Module):
         self, index: torch.Tensor, n_particles: int, generator: torch.Generator | None = None
     ) -> GlobalSample:
         """Draw (E, M) ~ q for perturbations ``index``."""
-        return self.guide.sample(index, n_particles, generator)
+        sample = self.guide.sample(index, n_particles, generator)
+        if self.target_effects is None:
+            return sample
+        target = self.target_effects.sample(index, n_particles, generator)
+        return dataclasses.replace(sample, log_q=sample.log_q + target.log_q, target=target)
 
     def global_log_prior(self, sample: GlobalSample) -> torch.Tensor:
-        """log p(e_t) + log p(m_t) summed over latents, (n_particles, len(index))."""
-        return (self.mask_log_prior(sample) + self.embedding_log_prior(sample.embeddings)).sum(-1)
+        """log p(e_t) + log p(m_t) summed over latents (+ log p(beta_t) of the direct effects on
+        targeted genes), (n_particles, len(index))."""
+        log_prior = (
+            self.mask_log_prior(sample) + self.embedding_log_prior(sample.embeddings)
+        ).sum(-1)
+        return log_prior if sample.target is None else log_prior + sample.target.log_p
+
+    def target_offset(self, dosage: torch.Tensor, sample: GlobalSample) -> torch.Tensor | None:
+        """sum_t d_it beta_tg on the decoder's output for rows ``dosage`` (n, len(index)):
+        (n_particles, n, n_genes), or None without direct effects on targeted genes."""
+        return None if sample.target is None else sample.target.offset(dosage, self.n_genes)
 
     def mask_probabilities(self) -> torch.Tensor:
         """q(m_tk = 1), (n_perturbations, n_latent)."""
@@ -200,7 +221,8 @@ class SAMSVAEModule(nn.Module):
     def per_perturbation_parameters(self) -> list[nn.Parameter]:
         """The guide's parameters with one entry per perturbation (mask logits, embedding
         parameters or table rows), which training gives ``global_lr``."""
-        return self.guide.per_perturbation_parameters()
+        direct = [] if self.target_effects is None else list(self.target_effects.parameters())
+        return [*self.guide.per_perturbation_parameters(), *direct]
 
     # --- local variables ----------------------------------------------------------------------
     def latent_shift(self, dosage: torch.Tensor, sample: GlobalSample) -> torch.Tensor:
@@ -256,7 +278,14 @@ class SAMSVAEModule(nn.Module):
         z_basal = loc + scale * basal_noise
         hidden = self.decode(z_basal + shift, covariates)  # (P, B, H): one GEMM, particles x cells
         return self.score_locals(
-            hidden, counts, library_size, z_basal=z_basal, z_encoded=z_basal, loc=loc, scale=scale
+            hidden,
+            counts,
+            library_size,
+            z_basal=z_basal,
+            z_encoded=z_basal,
+            loc=loc,
+            scale=scale,
+            offset=self.target_offset(dosage, sample),
         )
 
     def score_locals(
@@ -269,11 +298,12 @@ class SAMSVAEModule(nn.Module):
         z_encoded: torch.Tensor,
         loc: torch.Tensor,
         scale: torch.Tensor,
+        offset: torch.Tensor | None = None,
     ) -> LocalTerms:
         """log p(x | decoder hidden state), log N(z_basal; 0, I), log q(z_encoded) = log N(loc,
         scale); ``z_encoded`` is the variable the encoder parameterizes (z_basal here)."""
         log_likelihood = self.likelihood.data_terms(counts) + self.likelihood.mean_terms(
-            hidden, counts, library_size.log()
+            hidden, counts, library_size.log(), offset
         )
         return LocalTerms(
             log_likelihood=log_likelihood,
@@ -301,13 +331,14 @@ class SAMSVAEModule(nn.Module):
         shift = self.latent_shift(dosage, sample)
         basal_shape = (shift.shape[0], 1, shift.shape[2]) if share_basal else shift.shape
         z = torch.randn(basal_shape, dtype=shift.dtype, device=shift.device) + shift
-        return self.sample_counts(z, library_size, covariates)
+        return self.sample_counts(z, library_size, covariates, self.target_offset(dosage, sample))
 
     def sample_counts(
         self,
         decoder_input: torch.Tensor,
         library_size: float | torch.Tensor,
         covariates: torch.Tensor | None,
+        offset: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x ~ p(x | decoder_input, library, c) for decoder_input (P, R, ·); covariates drawn
         per particle when None (models with covariates). Returns (P, R, n_genes)."""
@@ -315,4 +346,5 @@ class SAMSVAEModule(nn.Module):
             covariates = self.draw_covariates(decoder_input.shape[0], decoder_input)
         log_library = torch.as_tensor(library_size).to(decoder_input).log()
         hidden = self.decode(decoder_input, covariates)
-        return self.likelihood.sample(hidden, log_library.expand(decoder_input.shape[:-1]))
+        log_library = log_library.expand(decoder_input.shape[:-1])
+        return self.likelihood.sample(hidden, log_library, offset)

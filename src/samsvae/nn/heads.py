@@ -16,6 +16,8 @@ from samsvae.distributions import nb_data_terms, nb_mean_terms_from_logits, nb_s
 from samsvae.nn.networks import wide_linear
 
 VARIANCE_FLOOR = 1e-4
+#: Per-gene additive offsets of the head's output, or None.
+Offset = torch.Tensor | None
 
 
 class LikelihoodHead(nn.Module):
@@ -28,22 +30,30 @@ class LikelihoodHead(nn.Module):
         raise NotImplementedError
 
     def mean_terms(
-        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
-        """Per-cell remaining terms, h (..., n_cells, n_hidden) -> (..., n_cells)."""
+        """Per-cell remaining terms, h (..., n_cells, n_hidden) -> (..., n_cells).
+
+        ``offset`` (broadcastable to (..., n_cells, n_genes)) is added to the per-gene output
+        (the logits of count heads, the mean of ``normal``): direct effects on single genes.
+        """
         raise NotImplementedError
 
     def log_prob(
-        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
         """Full log p(x | h), summed over genes; (..., n_cells)."""
-        return self.data_terms(x) + self.mean_terms(h, x, log_library)
+        return self.data_terms(x) + self.mean_terms(h, x, log_library, offset)
 
-    def mean(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def mean(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
         """Expected expression, (..., n_cells, n_genes)."""
         raise NotImplementedError
 
-    def sample(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
         """One draw of x per cell (global RNG), (..., n_cells, n_genes)."""
         raise NotImplementedError
 
@@ -56,24 +66,30 @@ class NegativeBinomialHead(LikelihoodHead):
         self.logits = nn.Linear(n_hidden, n_genes)
         self.log_theta = nn.Parameter(torch.zeros(n_genes))
 
-    def _log_mu(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return log_library.unsqueeze(-1) + F.log_softmax(wide_linear(h, self.logits), dim=-1)
+    def _logits(self, h: torch.Tensor, offset: Offset) -> torch.Tensor:
+        logits = wide_linear(h, self.logits)
+        return logits if offset is None else logits + offset
+
+    def _log_mu(self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset) -> torch.Tensor:
+        return log_library.unsqueeze(-1) + F.log_softmax(self._logits(h, offset), dim=-1)
 
     def data_terms(self, x: torch.Tensor) -> torch.Tensor:
         return nb_data_terms(x, self.log_theta).sum(-1)
 
     def mean_terms(
-        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
-        return nb_mean_terms_from_logits(
-            wide_linear(h, self.logits), x, log_library, self.log_theta
-        )
+        return nb_mean_terms_from_logits(self._logits(h, offset), x, log_library, self.log_theta)
 
-    def mean(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return self._log_mu(h, log_library).exp()
+    def mean(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        return self._log_mu(h, log_library, offset).exp()
 
-    def sample(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return nb_sample(self._log_mu(h, log_library), self.log_theta)
+    def sample(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        return nb_sample(self._log_mu(h, log_library, offset), self.log_theta)
 
 
 class PoissonHead(LikelihoodHead):
@@ -83,23 +99,30 @@ class PoissonHead(LikelihoodHead):
         super().__init__()
         self.logits = nn.Linear(n_hidden, n_genes)
 
-    def _log_rate(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return log_library.unsqueeze(-1) + F.log_softmax(self.logits(h), dim=-1)
+    def _log_rate(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset
+    ) -> torch.Tensor:
+        logits = self.logits(h) if offset is None else self.logits(h) + offset
+        return log_library.unsqueeze(-1) + F.log_softmax(logits, dim=-1)
 
     def data_terms(self, x: torch.Tensor) -> torch.Tensor:
         return -torch.lgamma(x + 1).sum(-1)
 
     def mean_terms(
-        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
-        log_rate = self._log_rate(h, log_library)
+        log_rate = self._log_rate(h, log_library, offset)
         return (x * log_rate - log_rate.exp()).sum(-1)
 
-    def mean(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return self._log_rate(h, log_library).exp()
+    def mean(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        return self._log_rate(h, log_library, offset).exp()
 
-    def sample(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return torch.poisson(self.mean(h, log_library))
+    def sample(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        return torch.poisson(self.mean(h, log_library, offset))
 
 
 class NormalHead(LikelihoodHead):
@@ -121,17 +144,23 @@ class NormalHead(LikelihoodHead):
         )
 
     def mean_terms(
-        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor
+        self, h: torch.Tensor, x: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
         var = self.log_var(h).exp() + VARIANCE_FLOOR
-        return (-0.5 * (x - self.loc(h)) ** 2 / var - 0.5 * var.log()).sum(-1)
+        return (-0.5 * (x - self.mean(h, log_library, offset)) ** 2 / var - 0.5 * var.log()).sum(
+            -1
+        )
 
-    def mean(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
-        return self.loc(h)
+    def mean(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        return self.loc(h) if offset is None else self.loc(h) + offset
 
-    def sample(self, h: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
         var = self.log_var(h).exp() + VARIANCE_FLOOR
-        return self.loc(h) + var.sqrt() * torch.randn_like(var)
+        return self.mean(h, log_library, offset) + var.sqrt() * torch.randn_like(var)
 
 
 LIKELIHOOD_HEADS: dict[str, type[LikelihoodHead]] = {

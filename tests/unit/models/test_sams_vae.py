@@ -160,5 +160,7 @@ def test_library_sizes_are_drawn_from_the_control_cells_depth_distribution() -> 
     for q in (0.1, 0.5, 0.9):
         expected = np.quantile(libraries[:4000], q)
         assert abs(float(draws.quantile(q)) / expected - 1) < 0.03
-    assert np.allclose(control_library_quantiles(libraries, np.zeros(5000, bool)),
-                       np.quantile(libraries, np.linspace(0, 1, 101)))  # no controls: all cells
+    assert np.allclose(
+        control_library_quantiles(libraries, np.zeros(5000, bool)),
+        np.quantile(libraries, np.linspace(0, 1, 101)),
+    )  # no controls: all cells
