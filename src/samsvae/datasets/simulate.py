@@ -340,17 +340,24 @@ def simulate_realistic(
     active = [n for n, kind in zip(names, kinds, strict=True) if kind != "null"]
     combinations = _perturbation_labels(rng, active, n_combinations)
 
+    w1, b1, w2 = _random_decoder(rng, n_latent, n_genes, n_hidden=2 * n_genes)
+    decoder = (w1, b1, _DECODER_SCALE * w2)
+    dispersions = _DISPERSION * np.exp(rng.normal(0, 0.5, n_genes))
+
+    # The cells come from a stream of their own: the truth above does not depend on how many
+    # cells are drawn, so a larger sample of the same screen gives its effects more exactly.
+    cells = np.random.default_rng([seed, 2])
     labels, dosage = _labels_and_dosage(
         names, combinations, n_control_cells, n_cells_per_perturbation, n_cells_per_combination
     )
-    z_basal = rng.normal(size=(len(labels), n_latent))
+    z_basal = cells.normal(size=(len(labels), n_latent))
     z = z_basal + dosage @ (embeddings * masks)
-    w1, b1, w2 = _random_decoder(rng, n_latent, n_genes, n_hidden=2 * n_genes)
-    decoder = (w1, b1, _DECODER_SCALE * w2)
     direct = np.zeros((n_perturbations, n_genes))
     direct[np.arange(n_perturbations), targets] = np.log(2) * knockdown
     signal = gene_baselines + _decode(z, decoder) + dosage @ direct
-    x, dispersions = _nb_counts(rng, signal, library_size, _DISPERSION, library_sd=_LIBRARY_SD)
+    x, _ = _nb_counts(
+        cells, signal, library_size, _DISPERSION, library_sd=_LIBRARY_SD, theta=dispersions
+    )
 
     adata = _screen(x, labels, z_basal, z)
     adata.uns["simulation"] = {
@@ -434,11 +441,14 @@ def _nb_counts(
     library_size: float,
     dispersion: float,
     library_sd: float = 0.3,
+    theta: np.ndarray | None = None,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Counts (CSR, float32) and the genes' inverse dispersions theta (n_genes,)."""
+    """Counts (CSR, float32) and the genes' inverse dispersions theta (n_genes,); ``theta``
+    given is used as it is, else drawn around ``dispersion``."""
     logits = signal - signal.max(1, keepdims=True)
     proportions = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     library = library_size * np.exp(rng.normal(0, library_sd, (signal.shape[0], 1)))
-    theta = dispersion * np.exp(rng.normal(0, 0.5, signal.shape[1]))
+    if theta is None:
+        theta = dispersion * np.exp(rng.normal(0, 0.5, signal.shape[1]))
     rate = rng.gamma(theta, library * proportions / theta)
     return sp.csr_matrix(rng.poisson(rate).astype(np.float32)), theta

@@ -132,3 +132,15 @@ def test_same_seed_gives_the_same_screen(screen: ad.AnnData) -> None:
 def test_impossible_settings_raise(options: dict) -> None:
     with pytest.raises(ValueError, match="="):
         simulate_realistic(**options)
+
+
+def test_the_truth_does_not_depend_on_the_number_of_cells() -> None:
+    """A larger sample of the same screen (same seed) has the same truth: its effects can
+    serve as the true effects of the smaller one."""
+    small = simulate_realistic(seed=3).uns["simulation"]
+    large = simulate_realistic(
+        seed=3, n_cells_per_perturbation=300, n_cells_per_combination=300, n_control_cells=2000
+    ).uns["simulation"]
+    for key in ("masks", "embeddings", "target_log2_fold_changes", "decoder_w2", "dispersions"):
+        np.testing.assert_array_equal(small[key], large[key])
+    assert list(small["combinations"]) == list(large["combinations"])
