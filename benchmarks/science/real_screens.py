@@ -77,7 +77,8 @@ def samsvae_with_named_targets(train: ad.AnnData) -> samsvae.SAMSVAE:
     pairs = train.uns.get("positive_control_pairs")
     if pairs is None:
         return samsvae.SAMSVAE(train)
-    return samsvae.SAMSVAE(train, target_genes={k: list(v) for k, v in pairs.items()})
+    groups, genes = (list(map(str, pairs[key])) for key in ("grna_group", "response_id"))
+    return samsvae.SAMSVAE(train, target_genes=dict(zip(groups, genes, strict=True)))
 
 
 MODELS = {
