@@ -60,9 +60,7 @@ def build_models(additive, unique, s: QuickstartSettings) -> dict:
         ),
         "CPA-VAE, unique": lambda: samsvae.CPAVAE(unique, **shared),
         "conditional VAE, unique": lambda: samsvae.ConditionalVAE(unique, **shared),
-        "SVAE+ (unique by construction)": lambda: samsvae.SVAEPlus(
-            unique, **shared
-        ),
+        "SVAE+ (unique by construction)": lambda: samsvae.SVAEPlus(unique, **shared),
     }
 
 

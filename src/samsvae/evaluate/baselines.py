@@ -1,4 +1,4 @@
-"""Non-learned baselines for average treatment effects (DESIGN.md §4).
+"""Non-learned baselines for average treatment effects.
 
 All are fitted on training cells and predict the ATE of a dosage row d_a against the control
 (cells with zero total counts have no g(x) under ``"perturbseq"`` and are left out of all):

@@ -1,4 +1,4 @@
-"""Predictive IWELBO of held-out cells (DESIGN.md §5)."""
+"""Predictive IWELBO of held-out cells."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 r"""ELBO and IWELBO estimators as functions of log-probability terms.
 
-Plated ELBO (DESIGN.md §3), for training cells i and perturbations t with n_t > 0 training cells:
+Plated ELBO, for training cells i and perturbations t with n_t > 0 training cells:
 
     L = sum_i E_q[log p(x_i|z_i) + log p(z_i^b) - log q(z_i^b|.)]
         + sum_{t: n_t > 0} E_q[log p(e_t) + log p(m_t) - log q(e_t|.) - log q(m_t)]
@@ -15,7 +15,7 @@ global batch's perturbations and the z^b noise of the whole global batch from th
 state, and keeps its cells' share; with n_t the global counts, the ranks' scaled losses average
 to the single-process loss (:func:`gradient_weight`).
 
-Predictive IWELBO (DESIGN.md §5): with P global draws shared by all cells and particle p of each
+Predictive IWELBO: with P global draws shared by all cells and particle p of each
 cell's z^b paired with global draw p,  IWELBO_i = logsumexp_p w_ip - log P, where
 w_ip = log p(x_i|z_ip) + log p(z^b_ip) - log q(z^b_ip|.). Globals are not scored.
 """
