@@ -292,7 +292,11 @@ def simulation(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experime
     experiment = random_split(adata, "perturbation", "control", args.seed, combinations=True)[0]
     n = 200 if args.quick else TRUTH_CELLS
     large = samsvae.datasets.simulate_realistic(
-        seed=0, n_cells_per_perturbation=n, n_cells_per_combination=n, n_control_cells=4 * n
+        seed=0,
+        sample=1,  # cells of their own, none shared with the screen the models learn from
+        n_cells_per_perturbation=n,
+        n_cells_per_combination=n,
+        n_control_cells=4 * n,
     )
     labels = large.obs["perturbation"].astype(str).to_numpy()
     for task in list(experiment.tasks):

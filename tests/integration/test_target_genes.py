@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import samsvae
+from samsvae.evaluate import ate_metrics, data_average_treatment_effects
 
 
 def test_auto_target_genes_recover_the_simulated_knock_downs(tmp_path) -> None:
@@ -13,6 +14,7 @@ def test_auto_target_genes_recover_the_simulated_knock_downs(tmp_path) -> None:
     samsvae.SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control="control")
     model = samsvae.SAMSVAE(adata, n_particles=2)  # perturbations are named after their targets
     assert len(model.config.target_genes) == model.design.n_perturbations
+    # a short budget (the default path is tested below): the direct effects learn fast
     model.train(max_epochs=25, batch_size=256, progress_bar=False)
     effects = model.get_target_gene_effects().set_index("perturbation")
     true_lfc = dict(zip(truth["perturbations"], truth["target_log2_fold_changes"], strict=True))
@@ -29,3 +31,30 @@ def test_auto_target_genes_recover_the_simulated_knock_downs(tmp_path) -> None:
     )
     off = samsvae.SAMSVAE(adata, target_genes=None)
     assert off.config.target_genes == () and off.get_target_gene_effects().empty
+
+
+def test_the_default_path_recovers_the_realistic_simulations_effects() -> None:
+    """SAMSVAE(adata).train(), nothing else passed, on the shallow realistic screen: its effects
+    of the singles (at the data's depth) against the true ones (a fresh sample of 2,000 cells a
+    label of the same screen) beat the per-target means of the cells it learned from. Measured
+    at this seed: r 0.73 against 0.57 on the scoreboard's split
+    (benchmarks/science/real_screens.py)."""
+    adata = samsvae.datasets.simulate_realistic(seed=0)
+    samsvae.SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control="control")
+    model = samsvae.SAMSVAE(adata)
+    model.train(progress_bar=False)
+    singles = list(adata.uns["simulation"]["perturbations"])
+    predicted = model.average_treatment_effects(singles, n_samples=1000, progress_bar=False).X
+    large = samsvae.datasets.simulate_realistic(
+        seed=0, sample=1, n_cells_per_perturbation=2000, n_control_cells=8000
+    )
+    labels, control = large.obs["perturbation"].astype(str).to_numpy(), "control"
+    truth = data_average_treatment_effects(large.X, labels, singles, control)
+    train = adata[model.train_indices]
+    per_target = data_average_treatment_effects(
+        train.X, train.obs["perturbation"].astype(str).to_numpy(), singles, control
+    )
+    model_r = ate_metrics(predicted, truth)["ate_pearson_r"]
+    baseline_r = ate_metrics(per_target, truth)["ate_pearson_r"]
+    assert model_r > 0.6, model_r
+    assert model_r > baseline_r + 0.05, (model_r, baseline_r)

@@ -246,6 +246,7 @@ def simulate_realistic(
     target_only_fraction: float = 0.35,
     library_size: float = 150.0,
     seed: int = 0,
+    sample: int = 0,
 ) -> ad.AnnData:
     """Simulate a shallow Perturb-seq screen: few counts, sparse, mostly small effects.
 
@@ -294,6 +295,10 @@ def simulate_realistic(
         Median number of counts per cell over the G genes.
     seed
         Seed of the NumPy generator; the same seed gives the same data.
+    sample
+        Which sample of cells to draw from the screen of ``seed``: another number gives fresh
+        cells of the same truth (the truth never depends on ``sample`` or on the numbers of
+        cells), e.g. a large independent sample whose effects are the true ones.
 
     Returns
     -------
@@ -346,7 +351,7 @@ def simulate_realistic(
 
     # The cells come from a stream of their own: the truth above does not depend on how many
     # cells are drawn, so a larger sample of the same screen gives its effects more exactly.
-    cells = np.random.default_rng([seed, 2])
+    cells = np.random.default_rng([seed, 2] if sample == 0 else [seed, 3, sample])
     labels, dosage = _labels_and_dosage(
         names, combinations, n_control_cells, n_cells_per_perturbation, n_cells_per_combination
     )

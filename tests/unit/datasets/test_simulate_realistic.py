@@ -144,3 +144,6 @@ def test_the_truth_does_not_depend_on_the_number_of_cells() -> None:
     for key in ("masks", "embeddings", "target_log2_fold_changes", "decoder_w2", "dispersions"):
         np.testing.assert_array_equal(small[key], large[key])
     assert list(small["combinations"]) == list(large["combinations"])
+    fresh = simulate_realistic(seed=3, sample=1)
+    np.testing.assert_array_equal(fresh.uns["simulation"]["masks"], small["masks"])
+    assert (fresh.X != simulate_realistic(seed=3).X).nnz > 0  # other cells, same truth
