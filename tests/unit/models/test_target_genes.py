@@ -31,8 +31,12 @@ def test_target_sample_offsets_and_global_terms_match_a_direct_computation() -> 
     loc, scale = (v.detach()[[1, 2, 3]] for v in effects.posterior())
     q = torch.distributions.Normal(loc, scale).log_prob(sample.values)
     p = torch.distributions.Normal(0.0, 1.5).log_prob(sample.values)
-    torch.testing.assert_close(sample.log_q, torch.stack([q[:, :2].sum(1), q[:, 2], 0 * q[:, 0]], 1))
-    torch.testing.assert_close(sample.log_p, torch.stack([p[:, :2].sum(1), p[:, 2], 0 * p[:, 0]], 1))
+    torch.testing.assert_close(
+        sample.log_q, torch.stack([q[:, :2].sum(1), q[:, 2], 0 * q[:, 0]], 1)
+    )
+    torch.testing.assert_close(
+        sample.log_p, torch.stack([p[:, :2].sum(1), p[:, 2], 0 * p[:, 0]], 1)
+    )
     chosen = sample.select(torch.tensor([1]), n_rows=3)  # perturbation 3 alone
     assert chosen.rows.tolist() == [0] and chosen.genes.tolist() == [0]
     torch.testing.assert_close(chosen.values, sample.values[:, 2:])
