@@ -169,7 +169,7 @@ def compare_gene_layer(layer: torch.nn.Linear, x: torch.Tensor, n_repeats: int =
         f"({len(x)} x {layer.in_features}) @ ({layer.in_features} x {layer.out_features}): "
         f"row blocks {blocks * 1e3:.1f} ms, one call {one * 1e3:.1f} ms, "
         f"ratio {blocks / one:.2f}; same bits: {same}; "
-        f"wide_linear uses blocks: {networks.blocks_win(layer.weight, x.dtype)}"
+        f"wide_linear uses blocks: {networks.blocks_win(layer.weight)}"
     )
 
 

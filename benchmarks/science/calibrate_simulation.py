@@ -191,9 +191,7 @@ def simulated_screen(
     simulation = adata.uns["simulation"]
     column = {str(g): j for j, g in enumerate(adata.var_names)}
     names = [str(n) for n in simulation["perturbations"]]
-    targets = {
-        n: column[str(g)] for n, g in zip(names, simulation["target_genes"], strict=True)
-    }
+    targets = {n: column[str(g)] for n, g in zip(names, simulation["target_genes"], strict=True)}
     return {n: labels == n for n in names}, labels == "control", targets
 
 

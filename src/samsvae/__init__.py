@@ -5,6 +5,7 @@ from __future__ import annotations
 from samsvae import datasets, pl
 from samsvae.api import CPAVAE, SAMSVAE, ConditionalVAE, SVAEPlus
 from samsvae.defaults import presets, train_presets
+from samsvae.settings import settings
 
 __version__ = "0.1.0"
 
@@ -17,5 +18,6 @@ __all__ = [
     "datasets",
     "pl",
     "presets",
+    "settings",
     "train_presets",
 ]

@@ -47,7 +47,7 @@ from samsvae.evaluate.ate import (
     model_average_treatment_effects,
 )
 from samsvae.evaluate.likelihood import predictive_iwelbo
-from samsvae.inference.training import fit, quiet_lightning
+from samsvae.inference.training import fit
 from samsvae.models import ConditionalVAEModule, CPAVAEModule, SAMSVAEModule, SVAEPlusModule
 from samsvae.models.target_genes import target_pairs
 
@@ -143,6 +143,7 @@ class PerturbationModel:
         self.train_settings: dict[str, Any] | None = None
         self.history: pd.DataFrame | None = None
         self.is_trained = False
+        self.global_rank = 0  # this process's rank in the last data-parallel training
         if adata is not None:
             self._check_expression(adata)
 
@@ -369,7 +370,7 @@ class PerturbationModel:
         strategy: str = "auto",
         num_nodes: int = 1,
         progress_bar: bool = True,
-        low_memory: bool = False,
+        cpu_allocator: str = "default",
         train_indices: Sequence[int] | np.ndarray | None = None,
         validation_indices: Sequence[int] | np.ndarray | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -408,11 +409,17 @@ class PerturbationModel:
         n_t are global counts, and the result matches one process up to rounding (see
         ``docs/distributed.md`` for torchrun and SLURM launches).
 
-        On Linux (glibc), training keeps freed large CPU buffers for the next step, which is
-        faster but lets the resident size grow with the heap's fragmentation over the first
-        thousand steps or so. ``low_memory=True`` returns them instead: a lower, steady peak
-        (about 60 MB lower and flat over the steps on the out-of-core benchmark) for slower CPU
-        steps (3-4 times as long there), with the same results bit for bit.
+        Training leaves the process as it found it: torch's RNG states, deterministic-algorithm
+        and cuDNN flags, matmul precision, Lightning's logger levels and a data-parallel process
+        group are restored afterwards (``model.global_rank`` keeps this process's rank). The one
+        exception is opt-in: on Linux (glibc), ``cpu_allocator="reuse"`` raises glibc's mmap and
+        trim thresholds so that freed large CPU buffers serve the next step (faster CPU steps at
+        genome scale, a resident size that grows with the heap's fragmentation), and
+        ``"compact"`` sets the static 128 KiB thresholds so that every large temporary is
+        returned when freed (a lower, steady peak: about 60 MB lower on the out-of-core
+        benchmark, for CPU steps 3-4 times as long there); glibc cannot restore its dynamic
+        threshold once either is set, so the static 128 KiB stays after training. Results are
+        the same bit for bit with every choice.
         """
         config = TrainConfig(
             max_epochs=max_epochs,
@@ -431,7 +438,7 @@ class PerturbationModel:
             strategy=strategy,
             num_nodes=num_nodes,
             progress_bar=progress_bar,
-            low_memory=low_memory,
+            cpu_allocator=cpu_allocator,
             checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
             checkpoint_every_n_epochs=checkpoint_every_n_epochs,
             resume=resume,
@@ -470,7 +477,6 @@ class PerturbationModel:
         train_loader, val_loader = self._loaders(dataset, train_rows, val_rows, config)
         held_rows = _rows_to_hold(train_rows, train_loader)
         del train_rows  # held_rows only, while training
-        quiet_lightning()
         result = fit(
             self.module,
             train_loader,
@@ -483,6 +489,7 @@ class PerturbationModel:
         # Evaluation (ATE, IWELBO, predictions) runs where training ran.
         self.module.to(_single_accelerator_device(config) or torch.device("cpu"))
         self.history = pd.DataFrame(result["history"])
+        self.global_rank = result["global_rank"]
         self.train_indices = _row_positions(held_rows)
         self.validation_indices = val_rows
         self.is_trained = True

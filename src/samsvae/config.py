@@ -162,6 +162,11 @@ def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:
     _check_choice("encoder_input", config.encoder_input, ENCODER_INPUTS)
 
 
+#: glibc heap settings while training on CPU: glibc's own, raised thresholds that reuse freed
+#: large buffers (faster), or the static 128 KiB default that returns them (lower, steady peak).
+CPU_ALLOCATORS = ("default", "reuse", "compact")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings of :meth:`samsvae.SAMSVAE.train`."""
@@ -182,7 +187,7 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     progress_bar: bool = True
-    low_memory: bool = False
+    cpu_allocator: str = "default"
     checkpoint_dir: str | None = None
     checkpoint_every_n_epochs: int = 1
     resume: bool = False
@@ -208,6 +213,7 @@ class TrainConfig:
         if self.batch_size is not None:
             _check_positive_int("batch_size", self.batch_size)
         _check_positive_int("num_nodes", self.num_nodes)
+        _check_choice("cpu_allocator", self.cpu_allocator, CPU_ALLOCATORS)
         _check_positive_int("early_stopping_patience", self.early_stopping_patience)
         if self.lr is not None:
             _check_positive("lr", self.lr)

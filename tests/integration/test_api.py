@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import anndata as ad
@@ -128,7 +129,7 @@ def test_first_fit_starts_from_the_seeds_initial_weights(tiny_adata: ad.AnnData)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_low_memory_sets_glibc_static_thresholds_and_trains_bit_for_bit_the_same(
+def test_the_allocator_is_left_alone_by_default_and_every_choice_trains_the_same(
     tiny_adata: ad.AnnData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import samsvae.inference.training as training
@@ -143,16 +144,39 @@ def test_low_memory_sets_glibc_static_thresholds_and_trains_bit_for_bit_the_same
     monkeypatch.setattr(training, "_set_malloc_thresholds", recorded)
     samsvae.SAMSVAE.setup_anndata(tiny_adata)
     runs = {}
-    for low_memory in (False, True):
+    for allocator in ("default", "reuse", "compact"):
         thresholds.clear()
         model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
-        model.train(low_memory=low_memory, **FAST)
-        runs[low_memory] = (list(thresholds), _parameters(model))
+        model.train(cpu_allocator=allocator, **FAST)
+        runs[allocator] = (list(thresholds), _parameters(model))
     static, raised = 128 * 1024, 1 << 30
-    assert runs[False][0] == [raised, static]  # raised for the run, glibc's default after
-    assert runs[True][0] == [static]
-    for key, value in runs[False][1].items():
-        assert torch.equal(value, runs[True][1][key]), key
+    assert runs["default"][0] == []  # the user's heap settings are not touched
+    assert runs["reuse"][0] == [raised, static]  # raised for the run, glibc's static after
+    assert runs["compact"][0] == [static]
+    for allocator in ("reuse", "compact"):
+        for key, value in runs["default"][1].items():
+            assert torch.equal(value, runs[allocator][1][key]), (allocator, key)
+
+
+def test_training_predicting_and_saving_leave_the_users_process_as_it_was(
+    tiny_adata: ad.AnnData, tmp_path
+) -> None:
+    from samsvae.inference.process_state import ProcessState
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.INFO)
+    torch.manual_seed(2024)
+    before, rng = ProcessState.now(), torch.random.get_rng_state()
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    model.train(**FAST)
+    model.predict(["control"], n_samples=2)
+    model.average_treatment_effects(n_samples=10)
+    model.save(tmp_path / "model")
+    samsvae.SAMSVAE.load(tmp_path / "model", adata=tiny_adata)
+    assert ProcessState.now() == before
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert logging.getLogger("lightning.pytorch").level == logging.INFO
+    assert model.global_rank == 0
 
 
 def test_out_of_core_training_keeps_the_split_it_trained_on(

@@ -20,6 +20,8 @@ from pathlib import Path
 import anndata as ad
 from tqdm.auto import tqdm
 
+from samsvae.settings import settings
+
 CACHE_ENV = "SAMSVAE_DATA_DIR"
 _CHUNK_BYTES = 1 << 20
 _TIMEOUT_S = 60  # seconds without data before a download fails
@@ -133,7 +135,7 @@ def _download(remote: RemoteFile, target: Path) -> None:
                 unit="B",
                 unit_scale=True,
                 desc=f"Downloading {target.name}",
-                disable=None,  # shown on a terminal only
+                disable=not settings.show_progress(),  # a terminal or notebook only
             ) as progress,
         ):
             while chunk := response.read(_CHUNK_BYTES):

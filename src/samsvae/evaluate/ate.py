@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from samsvae.models import SAMSVAEModule
+from samsvae.settings import settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -66,7 +67,13 @@ def _per_draw_means(
     if covariates is not None:
         covariates = covariates.to(rows)
     draws_per_chunk = max(1, particles_per_chunk // n_samples_per_global)
-    bar = tqdm(total=n_global_samples, desc="ATE", unit="draw", disable=not progress, delay=2)
+    bar = tqdm(
+        total=n_global_samples,
+        desc="ATE",
+        unit="draw",
+        disable=not settings.show_progress(progress),
+        delay=2,
+    )
     with bar:
         for start in range(0, n_global_samples, draws_per_chunk):
             n = min(draws_per_chunk, n_global_samples - start)

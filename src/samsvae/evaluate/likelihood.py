@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from samsvae.inference.objectives import iwelbo
+from samsvae.settings import settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -34,7 +35,9 @@ def predictive_iwelbo(
     everything = torch.arange(module.n_perturbations, device=device)
     shared = module.sample_globals(everything, n_particles)
     values = []
-    for batch in tqdm(batches, desc="IWELBO", disable=not progress, delay=2):
+    for batch in tqdm(
+        batches, desc="IWELBO", disable=not settings.show_progress(progress), delay=2
+    ):
         batch = batch.to(device)
         sample = shared.select(batch.perturbation_index)
         terms = module.local_terms(

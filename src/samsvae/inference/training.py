@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
-import functools
 import json
-import logging
 import math
 import tempfile
 import warnings
@@ -22,6 +19,8 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from samsvae import io
 from samsvae.data.loaders import loader_perturbation_counts
 from samsvae.inference.objectives import LossTerms, gradient_weight, minibatch_elbo
+from samsvae.inference.process_state import training_scope
+from samsvae.settings import settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -331,7 +330,7 @@ def fit(
     checkpoints go to a temporary directory. After that many restarts the error propagates.
 
     Returns ``{"history": [per-epoch records], "best_epoch": int, "best_loss": float,
-    "divergence_restarts": int}``.
+    "divergence_restarts": int, "global_rank": int}``.
     """
     fingerprint = {**(fingerprint or {}), **{k: getattr(config, k) for k in RUN_SETTINGS}}
     initial = _copy_state(module) if config.restart_on_divergence else {}
@@ -339,8 +338,7 @@ def fit(
     if val_loader is not None:
         counts = loader_perturbation_counts(val_loader)
         validation_plate_sizes = torch.as_tensor(counts, dtype=torch.float32)
-    torch.manual_seed(config.seed)
-    with _checkpoint_directory(config) as directory:
+    with training_scope(config.seed), _checkpoint_directory(config) as directory:
         ckpt_path = _resume_path(directory, config)
         restarts = 0
         while True:
@@ -358,7 +356,7 @@ def fit(
                 config, max_epochs, directory, fingerprint, val_loader
             )
             try:
-                _run(trainer, plan, train_loader, val_loader, ckpt_path, config.low_memory)
+                _run(trainer, plan, train_loader, val_loader, ckpt_path, config.cpu_allocator)
                 break
             except NonFiniteLossError as error:
                 if plan.restarts >= config.restart_on_divergence:
@@ -379,24 +377,8 @@ def fit(
         "best_epoch": best.best_epoch,
         "best_loss": best.best,
         "divergence_restarts": plan.restarts,
+        "global_rank": trainer.global_rank,
     }
-
-
-@functools.cache  # one handler per process
-def _destroy_process_group_at_exit() -> None:
-    """Destroy the default process group at interpreter exit if it is still up.
-
-    Lightning leaves it initialised after data-parallel training, and our docs have scripts use
-    ``torch.distributed.get_rank()`` after ``train`` returns. A process that exits without
-    destroying it can abort (SIGABRT, "terminate called without an active exception") when
-    gloo's worker threads outlive the interpreter; atexit handlers run while it is still alive.
-    """
-
-    def destroy() -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-    atexit.register(destroy)
 
 
 @contextlib.contextmanager
@@ -447,7 +429,7 @@ def _trainer(
         num_nodes=config.num_nodes,
         use_distributed_sampler=False,  # loaders shard each global batch themselves
         gradient_clip_val=config.gradient_clip_val,
-        enable_progress_bar=config.progress_bar,
+        enable_progress_bar=settings.show_progress(config.progress_bar),
         callbacks=callbacks,
         plugins=[SafetensorsCheckpointIO(fingerprint)] if directory is not None else None,
         enable_model_summary=False,
@@ -465,7 +447,7 @@ def _run(
     train_loader: DataLoader,
     val_loader: DataLoader | None,
     ckpt_path: Path | None,
-    low_memory: bool = False,
+    cpu_allocator: str = "default",
 ) -> None:
     with warnings.catch_warnings():
         # Batches are sliced in-process on purpose; workers would only copy CSR rows.
@@ -473,8 +455,7 @@ def _run(
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         # Lightning 2.6 still builds torch's deprecated LeafSpec; harmless, fixed upstream.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-        with _tf32_matmuls(), _cpu_allocations(low_memory):
-            _destroy_process_group_at_exit()
+        with _cpu_allocations(cpu_allocator):
             trainer.fit(
                 plan,
                 train_dataloaders=train_loader,
@@ -513,29 +494,15 @@ def reuse_large_allocations() -> Iterator[None]:
             _set_malloc_thresholds(_GLIBC_DEFAULT_THRESHOLD)
 
 
-def _cpu_allocations(low_memory: bool) -> contextlib.AbstractContextManager[None]:
-    """The glibc thresholds to train under: raised for speed (:func:`reuse_large_allocations`),
-    or with ``low_memory`` glibc's static default, so that every large temporary is mapped
-    afresh and returned when freed: the resident size then stays at what a step holds live
-    instead of growing with the heap's fragmentation, and CPU steps are slower."""
-    if low_memory:
+def _cpu_allocations(cpu_allocator: str) -> contextlib.AbstractContextManager[None]:
+    """The glibc thresholds to train under (see ``TrainConfig.cpu_allocator``): glibc's own
+    (``"default"``), raised for speed (``"reuse"``, :func:`reuse_large_allocations`), or glibc's
+    static default (``"compact"``), so that every large temporary is mapped afresh and returned
+    when freed: the resident size then stays at what a step holds live instead of growing with
+    the heap's fragmentation, and CPU steps are slower. glibc cannot give back its dynamic
+    threshold once set, so ``"reuse"`` and ``"compact"`` leave the static 128 KiB behind."""
+    if cpu_allocator == "compact":
         _set_malloc_thresholds(_GLIBC_DEFAULT_THRESHOLD)
-        return contextlib.nullcontext()
-    return reuse_large_allocations()
-
-
-@contextlib.contextmanager
-def _tf32_matmuls() -> Iterator[None]:
-    """TF32 tensor-core matmuls on GPUs during training; likelihoods stay fp32 elementwise."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
-
-
-def quiet_lightning() -> None:
-    """Silence Lightning's per-fit banner (accelerator/TPU info) at INFO level."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    if cpu_allocator == "reuse":
+        return reuse_large_allocations()
+    return contextlib.nullcontext()

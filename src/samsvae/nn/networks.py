@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
@@ -47,10 +44,10 @@ def required_covariates(covariates: torch.Tensor | None) -> torch.Tensor:
 # Rows per block of the wide output layer's product on CPU. Whether blocks beat one call depends
 # on the shape: on this project's machine (MKL, AVX-512), (2560 x 400) @ (400 x G) took 0.72-0.75
 # of the time in blocks of 512 rows for G = 1,187, about the same for G = 299 and 2,000, and
-# 1.06-1.12 for G = 5,000 (`python benchmarks/step_profile.py --gene-layer`). So the choice is
-# timed once per shape.
+# 1.06-1.12 for G = 5,000 (`python benchmarks/step_profile.py --gene-layer`). The rule below keeps
+# that measurement: blocks up to MAX_BLOCKED_OUTPUTS outputs, one call above.
 ROW_BLOCK = 512
-_BLOCKS_WIN: dict[tuple[int, int, torch.dtype, int], bool] = {}
+MAX_BLOCKED_OUTPUTS = 3000
 
 
 def wide_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
@@ -60,31 +57,15 @@ def wide_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
         x.device.type != "cpu"
         or layer.bias is None
         or x.numel() // x.shape[-1] <= ROW_BLOCK
-        or not blocks_win(layer.weight, x.dtype)
+        or not blocks_win(layer.weight)
     ):
         return layer(x)
     return _RowBlockedLinear.apply(x, layer.weight, layer.bias)
 
 
-def blocks_win(weight: torch.Tensor, dtype: torch.dtype) -> bool:
-    """Whether the product with ``weight`` in row blocks beat one call, timed once per shape,
-    dtype and thread count on four blocks of rows (within 5%, one call is kept)."""
-    key = (*weight.shape, dtype, torch.get_num_threads())
-    if key not in _BLOCKS_WIN:
-        generator = torch.Generator().manual_seed(0)  # not the global one: no draw may move
-        probe = torch.randn(4 * ROW_BLOCK, weight.shape[1], generator=generator, dtype=dtype)
-        weight_t, bias = weight.detach().t().to(dtype), torch.zeros(weight.shape[0], dtype=dtype)
-        out = torch.empty(len(probe), weight.shape[0], dtype=dtype)
-
-        def one_call() -> None:
-            torch.addmm(bias, probe, weight_t, out=out)
-
-        def in_blocks() -> None:
-            _addmm_in_row_blocks(bias, probe, weight_t, out)
-
-        seconds = {run: _best_time(run) for run in (one_call, in_blocks)}
-        _BLOCKS_WIN[key] = seconds[in_blocks] < 0.95 * seconds[one_call]
-    return _BLOCKS_WIN[key]
+def blocks_win(weight: torch.Tensor) -> bool:
+    """Whether the product with ``weight`` (outputs x inputs) runs in row blocks on CPU."""
+    return weight.shape[0] <= MAX_BLOCKED_OUTPUTS
 
 
 def _addmm_in_row_blocks(
@@ -94,16 +75,6 @@ def _addmm_in_row_blocks(
     for start in range(0, len(rows), ROW_BLOCK):
         block = slice(start, start + ROW_BLOCK)
         torch.addmm(bias, rows[block], weight_t, out=out[block])
-
-
-def _best_time(run: Callable[[], None], repeats: int = 3) -> float:
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 class _RowBlockedLinear(torch.autograd.Function):

@@ -120,6 +120,7 @@ def test_progress_bar_counts_every_global_draw(
             self.done += n
 
     monkeypatch.setattr(ate, "tqdm", RecordingBar)
+    monkeypatch.setattr(ate.settings, "verbosity", 3)  # drawn even though pytest captures stderr
     interventions = torch.tensor([[1.0, 0.0, 0.0]])
     module = _tiny_module()
     model_average_treatment_effects(

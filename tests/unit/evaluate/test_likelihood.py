@@ -77,6 +77,7 @@ def test_progress_bar_walks_every_batch_and_can_be_hidden(monkeypatch: pytest.Mo
         return batches
 
     monkeypatch.setattr(likelihood, "tqdm", recording_bar)
+    monkeypatch.setattr(likelihood.settings, "verbosity", 3)  # drawn although stderr is captured
     module = SAMSVAEModule(6, 3, SAMSVAEConfig(n_latent=3, n_hidden=8))
     batches = [_batch(), _batch(n_cells=10)]
     for progress in (True, False):
