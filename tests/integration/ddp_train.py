@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+import torch
 from safetensors.torch import save_file
 
 import samsvae
@@ -32,5 +33,7 @@ if __name__ == "__main__":
     backed = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--backed" else None
     adata = read_backed(backed) if backed else samsvae.datasets.simulate(**TINY, seed=0)
     model = train(adata, accelerator="cpu", devices=2, strategy="ddp")
-    if model.global_rank == 0:  # training has destroyed the process group it set up
+    if torch.distributed.is_initialized():
+        sys.exit("training left the process group it set up")
+    if model.global_rank == 0:
         save_file({k: v.contiguous() for k, v in model.module.state_dict().items()}, out)
