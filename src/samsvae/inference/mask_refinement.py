@@ -1,0 +1,98 @@
+r"""Undo the rotation the optimiser lands in, then restart the masks sparse.
+
+The basal prior N(0, I) and the embedding prior N(0, s^2 I) are rotation invariant; only the
+mask prior is not. A model fitted from scratch often finds the right latent space in a rotated
+frame, where every perturbation's shift E[e_t * m_t] is spread over many axes and the masks are
+dense. For an orthogonal R and new coordinates z' = R^T z, the model with
+
+    encoder mean  W_loc' = R^T W_loc,  b_loc' = R^T b_loc      (z_basal' = R^T z_basal)
+    encoder shift input  W_s' = W_s R                            (it reads R^T s as W_s s)
+    decoder input layer  W_1' = W_1 R                            (it reads R^T z as W_1 z)
+    embedding means  e_t' = R^T e_t
+
+gives every cell the same likelihood for the same draws. :func:`rotate_latent_space` applies it.
+:func:`sparse_restart` chooses R as the varimax rotation of the expected shifts, which makes
+them as sparse as a rotation can, and restarts the masks from the rotated shifts: on where a
+perturbation's rotated shift is large, off elsewhere; training then goes on from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from samsvae.evaluate.interpret import varimax_rotation
+from samsvae.models import SAMSVAEModule
+from samsvae.models.guides import MeanFieldGuide
+
+#: q(m = 1) of the restarted masks: on entries and off entries.
+ON_PROBABILITY, OFF_PROBABILITY = 0.9, 0.1
+
+
+@dataclass(frozen=True)
+class SparseRestart:
+    """What :func:`sparse_restart` did: the rotation (K, K), the rotated expected shifts
+    (T, K) and the entries it switched on (T, K, bool)."""
+
+    rotation: np.ndarray
+    shifts: np.ndarray
+    switched_on: np.ndarray
+
+
+def expected_shifts(guide: MeanFieldGuide) -> torch.Tensor:
+    """E_q[e_t * m_t] = q(m_t = 1) * E_q[e_t] of a mean-field guide, (T, K)."""
+    return guide.mask_probabilities() * guide.embedding_loc
+
+
+@torch.no_grad()
+def rotate_latent_space(module: SAMSVAEModule, rotation: torch.Tensor) -> None:
+    """Express ``module`` in the coordinates z' = R^T z (``rotation`` R orthogonal, (K, K)).
+
+    Exact for the encoder's mean, its shift input, the decoder and the embedding means; the
+    encoder's and the embeddings' scales are diagonal and are kept as they are, so q changes
+    there (training goes on from it). Mask logits are not moved: see :func:`sparse_restart`.
+    """
+    r = rotation.to(module.decoder.input_layer.weight)
+    encoder = module.encoder
+    encoder.loc.weight.copy_(r.T @ encoder.loc.weight)
+    encoder.loc.bias.copy_(r.T @ encoder.loc.bias)
+    if encoder.shift_layer is not None:
+        encoder.shift_layer.weight.copy_(encoder.shift_layer.weight @ r)
+    module.decoder.input_layer.weight.copy_(module.decoder.input_layer.weight @ r)
+    guide = module.guide
+    guide.embedding_loc.copy_(guide.embedding_loc @ r)  # rows e_t^T R = (R^T e_t)^T
+
+
+def on_entries(shifts: np.ndarray) -> np.ndarray:
+    """The entries to switch on: those of each row at least a third as large as the row's
+    largest (|shift| relative to the perturbation's strongest mechanism), and above the
+    noise floor of rows that barely move (1% of the largest shift of all)."""
+    size = np.abs(shifts)
+    row_max = size.max(1, keepdims=True)
+    return (size >= row_max / 3) & (size >= 0.01 * size.max())
+
+
+@torch.no_grad()
+def sparse_restart(module: SAMSVAEModule) -> SparseRestart:
+    """Rotate ``module``'s latent space to the varimax frame of its expected shifts and restart
+    the masks there: q(m = 1) = ``ON_PROBABILITY`` on :func:`on_entries`, ``OFF_PROBABILITY``
+    elsewhere; the embedding means are the rotated shifts."""
+    guide = module.guide
+    if not isinstance(guide, MeanFieldGuide) or guide.inclusion_raw is not None:
+        msg = (
+            "sparse_restart needs SAMS-VAE's mean-field guide with Bernoulli masks "
+            "(guide='mean_field', mask_prior_concentration=None)."
+        )
+        raise ValueError(msg)
+    shifts = expected_shifts(guide).double().cpu().numpy()
+    rotation = varimax_rotation(shifts)
+    rotate_latent_space(module, torch.from_numpy(rotation))
+    rotated = shifts @ rotation
+    switched_on = on_entries(rotated)
+    probability = np.where(switched_on, ON_PROBABILITY, OFF_PROBABILITY)
+    like = guide.mask_logits
+    guide.mask_logits.copy_(torch.logit(torch.as_tensor(probability)).to(like))
+    guide.embedding_loc.copy_(torch.as_tensor(rotated).to(like))
+    return SparseRestart(rotation, rotated, switched_on)

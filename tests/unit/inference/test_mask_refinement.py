@@ -1,0 +1,103 @@
+"""Rotating the latent space leaves the model's likelihood where it should; the sparse restart."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from samsvae.config import SAMSVAEConfig
+from samsvae.inference.mask_refinement import (
+    OFF_PROBABILITY,
+    ON_PROBABILITY,
+    expected_shifts,
+    on_entries,
+    rotate_latent_space,
+    sparse_restart,
+)
+from samsvae.models import SAMSVAEModule
+from samsvae.models.records import GlobalSample
+
+N_GENES, N_PERTURBATIONS, N_LATENT = 7, 3, 4
+
+
+def _module() -> SAMSVAEModule:
+    torch.manual_seed(0)
+    module = SAMSVAEModule(N_GENES, N_PERTURBATIONS, SAMSVAEConfig(n_latent=N_LATENT, n_hidden=8))
+    with torch.no_grad():  # an isotropic encoder scale: the rotation is then exact for q too
+        module.encoder.scale.weight.zero_()
+        module.encoder.scale.bias.fill_(-0.5)
+        module.guide.embedding_loc.normal_()
+    return module
+
+
+def _orthogonal(seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(N_LATENT, N_LATENT, generator=generator))
+    return q
+
+
+def test_rotating_the_latent_space_leaves_every_elbo_term_of_every_cell_unchanged() -> None:
+    module, rotation = _module(), _orthogonal(1)
+    rotated = copy.deepcopy(module)
+    rotate_latent_space(rotated, rotation)
+    counts = torch.poisson(torch.full((5, N_GENES), 3.0))
+    dosage = torch.tensor([[1.0, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]])
+    embeddings = torch.randn(2, N_PERTURBATIONS, N_LATENT)
+    masks = torch.ones_like(embeddings)  # masks act per axis: all on, the shifts rotate exactly
+    noise = torch.randn(2, 5, N_LATENT)
+    index = torch.arange(N_PERTURBATIONS)
+
+    def terms(model: SAMSVAEModule, e: torch.Tensor, eps: torch.Tensor) -> list[torch.Tensor]:
+        sample = GlobalSample(index, e, masks, torch.zeros(2, N_PERTURBATIONS))
+        local = model.local_terms(counts, dosage, counts.sum(1), sample, basal_noise=eps)
+        return [local.log_likelihood, local.log_p_basal, local.log_q_basal]
+
+    # the same draws in the new coordinates z' = R^T z are the rows times R
+    before = terms(module, embeddings, noise)
+    after = terms(rotated, embeddings @ rotation, noise @ rotation)
+    for old, new in zip(before, after, strict=True):
+        torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        rotated.guide.embedding_loc, module.guide.embedding_loc @ rotation
+    )
+
+
+def test_on_entries_keeps_each_rows_large_entries_above_the_noise_floor() -> None:
+    shifts = np.array([[2.0, -0.9, 0.5], [0.0, 0.0, 0.0], [0.001, 0.3, -0.05]])
+    assert on_entries(shifts).tolist() == [
+        [True, True, False],  # 0.5 < 2 / 3
+        [False, False, False],
+        [False, True, False],  # 0.001 below a third of 0.3; nothing below 0.02 is kept
+    ]
+
+
+def test_the_sparse_restart_rotates_to_sparse_shifts_and_switches_on_only_their_support() -> None:
+    module = _module()
+    true_shifts = torch.zeros(N_PERTURBATIONS, N_LATENT)
+    true_shifts[0, 0], true_shifts[1, 1], true_shifts[2, 2] = 3.0, -2.0, 2.5
+    mixing = _orthogonal(2)
+    with torch.no_grad():  # dense masks on shifts seen through a rotation: every entry moves
+        module.guide.mask_logits.fill_(4.0)
+        module.guide.embedding_loc.copy_(true_shifts @ mixing / torch.sigmoid(torch.tensor(4.0)))
+    restart = sparse_restart(module)
+    assert restart.switched_on.sum() == 3  # one mechanism a perturbation, as in the truth
+    np.testing.assert_allclose(np.abs(restart.shifts).max(1), [3.0, 2.0, 2.5], rtol=1e-4)
+    probabilities = module.guide.mask_probabilities().detach().numpy()
+    np.testing.assert_allclose(
+        probabilities, np.where(restart.switched_on, ON_PROBABILITY, OFF_PROBABILITY), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        module.guide.embedding_loc.detach().numpy(), restart.shifts, rtol=1e-5, atol=1e-6
+    )
+    assert torch.is_tensor(expected_shifts(module.guide))
+
+
+def test_the_sparse_restart_refuses_a_guide_it_cannot_rotate() -> None:
+    module = SAMSVAEModule(
+        N_GENES, N_PERTURBATIONS, SAMSVAEConfig(n_latent=N_LATENT, n_hidden=8, guide="correlated")
+    )
+    with pytest.raises(ValueError, match="mean-field guide"):
+        sparse_restart(module)
