@@ -165,6 +165,9 @@ def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:
 #: glibc heap settings while training on CPU: glibc's own, raised thresholds that reuse freed
 #: large buffers (faster), or the static 128 KiB default that returns them (lower, steady peak).
 CPU_ALLOCATORS = ("default", "reuse", "compact")
+#: The sparse restart of SAMS-VAE's masks: where it applies ("auto"), always (an error where it
+#: cannot), or never.
+MASK_REFINEMENTS = ("auto", "varimax", "none")
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,7 @@ class TrainConfig:
     num_nodes: int = 1
     progress_bar: bool = True
     cpu_allocator: str = "default"
+    mask_refinement: str = "auto"
     checkpoint_dir: str | None = None
     checkpoint_every_n_epochs: int = 1
     resume: bool = False
@@ -214,6 +218,7 @@ class TrainConfig:
             _check_positive_int("batch_size", self.batch_size)
         _check_positive_int("num_nodes", self.num_nodes)
         _check_choice("cpu_allocator", self.cpu_allocator, CPU_ALLOCATORS)
+        _check_choice("mask_refinement", self.mask_refinement, MASK_REFINEMENTS)
         _check_positive_int("early_stopping_patience", self.early_stopping_patience)
         if self.lr is not None:
             _check_positive("lr", self.lr)

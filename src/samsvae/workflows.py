@@ -48,7 +48,7 @@ class QuickstartSettings:
     n_hidden: int = 128
     mask_prior: float = 2 / 15
     guide: str = "mean_field"
-    max_epochs: int = 60
+    max_epochs: int = 90  # 60 to fit, 30 to refine the masks (train(mask_refinement=))
     batch_size: int = 512
     lr: float = 1e-3
     global_lr: float | None = 3e-2

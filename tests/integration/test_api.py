@@ -179,6 +179,15 @@ def test_training_predicting_and_saving_leave_the_users_process_as_it_was(
     assert model.global_rank == 0
 
 
+def test_mask_refinement_varimax_refuses_a_model_it_cannot_rotate(tiny_adata: ad.AnnData) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16, guide="correlated")
+    with pytest.raises(ValueError, match="mask_refinement='varimax' needs SAMS-VAE"):
+        model.train(mask_refinement="varimax", **FAST)
+    with pytest.raises(ValueError, match="mask_refinement="):
+        model.train(mask_refinement="rotate", **FAST)
+
+
 def test_out_of_core_training_keeps_the_split_it_trained_on(
     tiny_adata: ad.AnnData, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

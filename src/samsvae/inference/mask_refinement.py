@@ -28,7 +28,13 @@ from samsvae.models import SAMSVAEModule
 from samsvae.models.guides import MeanFieldGuide
 
 #: q(m = 1) of the restarted masks: on entries and off entries.
-ON_PROBABILITY, OFF_PROBABILITY = 0.9, 0.1
+ON_PROBABILITY, OFF_PROBABILITY = 0.99, 0.01
+#: Where in the training budget the restart happens and the masks are released again: the
+#: networks and embeddings first adapt to the restarted masks, held fixed (released at once,
+#: the masks densify again), then everything trains together.
+RESTART_AT, RELEASE_AT = 2 / 3, 8 / 9
+#: Fewer epochs than this leave no room for the three phases: no restart.
+MIN_EPOCHS = 9
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,31 @@ def on_entries(shifts: np.ndarray) -> np.ndarray:
     return (size >= row_max / 3) & (size >= 0.01 * size.max())
 
 
+def can_restart(module: torch.nn.Module) -> bool:
+    """Whether :func:`sparse_restart` applies: SAMS-VAE with the mean-field guide and
+    Bernoulli masks (the correlated guide's network and Beta-Bernoulli masks do not rotate)."""
+    guide = getattr(module, "guide", None)
+    return (
+        type(module) is SAMSVAEModule
+        and isinstance(guide, MeanFieldGuide)
+        and guide.inclusion_raw is None
+    )
+
+
+def restart_schedule(n_epochs: int) -> tuple[int, int] | None:
+    """(restart epoch, release epoch) for ``n_epochs`` of training, or None when too short."""
+    if n_epochs < MIN_EPOCHS:
+        return None
+    return round(RESTART_AT * n_epochs), round(RELEASE_AT * n_epochs)
+
+
 @torch.no_grad()
 def sparse_restart(module: SAMSVAEModule) -> SparseRestart:
     """Rotate ``module``'s latent space to the varimax frame of its expected shifts and restart
     the masks there: q(m = 1) = ``ON_PROBABILITY`` on :func:`on_entries`, ``OFF_PROBABILITY``
     elsewhere; the embedding means are the rotated shifts."""
     guide = module.guide
-    if not isinstance(guide, MeanFieldGuide) or guide.inclusion_raw is not None:
+    if not can_restart(module):
         msg = (
             "sparse_restart needs SAMS-VAE's mean-field guide with Bernoulli masks "
             "(guide='mean_field', mask_prior_concentration=None)."

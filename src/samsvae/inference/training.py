@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from samsvae import io
 from samsvae.data.loaders import loader_perturbation_counts
+from samsvae.inference.mask_refinement import can_restart, restart_schedule, sparse_restart
 from samsvae.inference.objectives import LossTerms, gradient_weight, minibatch_elbo
 from samsvae.inference.process_state import training_scope
 from samsvae.settings import settings
@@ -194,6 +195,37 @@ class BestWeights(Callback):
         self.state = state_dict["state"]
 
 
+class SparseMaskRestart(Callback):
+    """The sparse restart of the masks (:func:`~samsvae.inference.mask_refinement.sparse_restart`)
+    after epoch ``restart_epoch`` - 1, with the mask logits held fixed until ``release_epoch``.
+
+    The restart rotates the latent space, so Adam's moment estimates are dropped, and the best
+    weights and early stopping start afresh from it: the weights kept are those of the refined
+    model, never the dense one from before.
+    """
+
+    def __init__(self, restart_epoch: int, release_epoch: int, best: BestWeights) -> None:
+        self.restart_epoch, self.release_epoch, self.best = restart_epoch, release_epoch, best
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 != self.restart_epoch:
+            return
+        sparse_restart(pl_module.module)
+        for optimizer in trainer.optimizers:
+            optimizer.state.clear()
+        self.best.best, self.best.best_epoch, self.best.state = math.inf, -1, None
+        for callback in trainer.callbacks:
+            if isinstance(callback, EarlyStopping):
+                callback.wait_count = 0
+                callback.best_score = torch.tensor(math.inf)
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self.restart_epoch <= trainer.current_epoch < self.release_epoch:
+            pl_module.module.guide.mask_logits.grad = None  # Adam skips it: held where it is
+
+
 def _copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -302,6 +334,7 @@ RUN_SETTINGS = (
     "early_stopping",
     "early_stopping_patience",
     "divergence_lr_factor",
+    "mask_refinement",
 )
 
 
@@ -333,6 +366,7 @@ def fit(
     "divergence_restarts": int, "global_rank": int}``.
     """
     fingerprint = {**(fingerprint or {}), **{k: getattr(config, k) for k in RUN_SETTINGS}}
+    restart = _mask_restart(module, config, max_epochs, len(train_loader))
     initial = _copy_state(module) if config.restart_on_divergence else {}
     validation_plate_sizes = None
     if val_loader is not None:
@@ -353,7 +387,7 @@ def fit(
                 validation_plate_sizes=validation_plate_sizes,
             )
             trainer, best, history = _trainer(
-                config, max_epochs, directory, fingerprint, val_loader
+                config, max_epochs, directory, fingerprint, val_loader, restart
             )
             try:
                 _run(trainer, plan, train_loader, val_loader, ckpt_path, config.cpu_allocator)
@@ -379,6 +413,27 @@ def fit(
         "divergence_restarts": plan.restarts,
         "global_rank": trainer.global_rank,
     }
+
+
+def _mask_restart(
+    module: torch.nn.Module, config: TrainConfig, max_epochs: int, steps_per_epoch: int
+) -> tuple[int, int] | None:
+    """The (restart, release) epochs of the sparse mask restart, or None (see
+    ``TrainConfig.mask_refinement``)."""
+    if config.mask_refinement == "none":
+        return None
+    if not can_restart(module):
+        if config.mask_refinement == "varimax":
+            msg = (
+                "mask_refinement='varimax' needs SAMS-VAE with guide='mean_field' and Bernoulli "
+                "masks; pass mask_refinement='none' (or 'auto') for this model."
+            )
+            raise ValueError(msg)
+        return None
+    n_epochs = max_epochs
+    if config.max_steps is not None:
+        n_epochs = min(n_epochs, math.ceil(config.max_steps / max(1, steps_per_epoch)))
+    return restart_schedule(n_epochs)
 
 
 @contextlib.contextmanager
@@ -412,10 +467,13 @@ def _trainer(
     directory: Path | None,
     fingerprint: dict[str, Any],
     val_loader: DataLoader | None,
+    restart: tuple[int, int] | None = None,
 ) -> tuple[L.Trainer, BestWeights, History]:
     monitor = "val_loss" if val_loader is not None else "train_loss"
     best, history = BestWeights(monitor), History()
     callbacks: list[Callback] = [best, history]
+    if restart is not None:  # after ``best``: it resets the best weights at the restart
+        callbacks.append(SparseMaskRestart(*restart, best))
     if config.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience))
     if directory is not None:

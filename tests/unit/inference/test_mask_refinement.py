@@ -60,9 +60,7 @@ def test_rotating_the_latent_space_leaves_every_elbo_term_of_every_cell_unchange
     after = terms(rotated, embeddings @ rotation, noise @ rotation)
     for old, new in zip(before, after, strict=True):
         torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(
-        rotated.guide.embedding_loc, module.guide.embedding_loc @ rotation
-    )
+    torch.testing.assert_close(rotated.guide.embedding_loc, module.guide.embedding_loc @ rotation)
 
 
 def test_on_entries_keeps_each_rows_large_entries_above_the_noise_floor() -> None:
