@@ -43,6 +43,9 @@ class QuickstartSettings:
     n_cells_per_perturbation: int = 200
     n_cells_per_combination: int = 200
     n_control_cells: int = 1000
+    mask_probability: float = 2 / 15
+    effect_mean: float = 5.0
+    library_size: float = 2000.0
     held_out_fraction: float = 0.25
     model_latent: int = 15
     n_hidden: int = 128
@@ -52,6 +55,7 @@ class QuickstartSettings:
     batch_size: int = 512
     lr: float = 1e-3
     global_lr: float | None = 3e-2
+    mask_refinement: str = "auto"
     ate_samples: int = 2500
     iwelbo_particles: int = 100
     seed: int = 0
@@ -83,6 +87,9 @@ def simulate_task(settings: QuickstartSettings) -> SimulationTask:
         n_cells_per_perturbation=s.n_cells_per_perturbation,
         n_cells_per_combination=s.n_cells_per_combination,
         n_control_cells=s.n_control_cells,
+        mask_probability=s.mask_probability,
+        effect_mean=s.effect_mean,
+        library_size=s.library_size,
         seed=s.seed,
     )
     combos = list(adata.uns["simulation"]["combinations"])
@@ -119,6 +126,7 @@ def train_on_task(
         global_lr=s.global_lr,
         seed=s.seed,
         progress_bar=progress_bar,
+        mask_refinement=s.mask_refinement,
         **split,
     )
 
