@@ -10,24 +10,7 @@ from typing import Any
 
 import click
 
-SUMMARY_KEYS = (
-    ("mask_precision", "mask precision"),
-    ("mask_recall", "mask recall"),
-    ("mask_f1", "mask F1"),
-    ("heldout_iwelbo", "held-out IWELBO per cell"),
-    ("heldout_combo_ate_pearson_r", "ATE r, held-out combos (SAMS-VAE)"),
-    (
-        "heldout_combo_additive_baseline_ate_pearson_r",
-        "ATE r, held-out combos (additive baseline)",
-    ),
-    ("heldout_combo_ridge_baseline_ate_pearson_r", "ATE r, held-out combos (ridge baseline)"),
-    ("heldout_combo_ate_pearson_r_top20", "ATE r top-20 genes (SAMS-VAE)"),
-    ("heldout_combo_interval90_coverage", "coverage of held-out effects by 90% intervals"),
-    ("seen_ate_pearson_r", "ATE r, perturbations seen in training"),
-    ("heldout_combo_energy_distance", "energy distance to held-out cells (SAMS-VAE)"),
-    ("control_baseline_energy_distance", "energy distance to held-out cells (controls)"),
-)
-
+from samsvae.metric_names import HEADLINE_METRICS
 
 # A hint per kind of failure, printed under the one-line error (first matching type wins).
 ERROR_HINTS: tuple[tuple[type[BaseException], str], ...] = (
@@ -135,9 +118,10 @@ def quickstart(
 
 
 def _print_summary(metrics: dict) -> None:
-    width = max(len(label) for _, label in SUMMARY_KEYS)
+    shown = [(key, label) for key, label in HEADLINE_METRICS if key in metrics]
+    width = max(len(label) for _, label in shown)
     click.echo("")
-    for key, label in SUMMARY_KEYS:
+    for key, label in shown:
         click.echo(f"  {label:<{width}}  {metrics[key]:.3f}")
 
 

@@ -23,7 +23,7 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(
 ) -> None:
     out, result = quickstart_run
     assert result.exit_code == 0, result.output
-    assert "mask F1" in result.output and "ATE r, held-out combos" in result.output
+    assert "mask F1" in result.output and "ATE r, held-out combinations" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     for key in (
         "mask_precision",
@@ -47,6 +47,14 @@ def test_quickstart_writes_a_run_folder_and_prints_a_summary(
     assert "heldout_combo_ate_pearson_r" in report
     for heading in ("Interpretation", "perturbation clusters", "genetic interactions"):
         assert heading in report
+    # Read top-down: summary in words, figures, interpretation, then every metric folded away.
+    order = [
+        report.index(mark)
+        for mark in ("<h2>Summary", "was trained for", "<h2>Figures", "<h2>Interpretation")
+    ]
+    order.append(report.index("<details><summary>All metrics"))
+    assert order == sorted(order)
+    assert "held-out combinations: ATE R²" in report  # readable names beside the keys
 
     again = CliRunner().invoke(main, ["evaluate", str(out)])
     assert again.exit_code == 0, again.output

@@ -1,4 +1,6 @@
-"""A self-contained HTML run report: metric table and figures embedded as base64 PNG."""
+"""A self-contained HTML run report, read top-down: a summary in plain words with the headline
+metrics, the figures, the interpretation, and last, folded, every metric and setting. Figures are
+embedded as base64 PNG, so the file opens offline."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from samsvae.metric_names import HEADLINE_METRICS, metric_label
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,15 +36,24 @@ def _format(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
 
 
-def _key_value_table(values: dict[str, Any]) -> str:
-    return (
-        "<table>"
-        + "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{_format(v)}</td></tr>"
-            for k, v in values.items()
-        )
-        + "</table>"
-    )
+def _key_value_table(values: dict[str, Any], *, readable: bool = True) -> str:
+    """Rows of (name, value); ``readable`` names metrics as people read them (with the key)."""
+
+    def name(key: str) -> str:
+        if not readable:
+            return html.escape(key)
+        return f"{html.escape(metric_label(key))} <code>{html.escape(key)}</code>"
+
+    rows = "".join(f"<tr><td>{name(k)}</td><td>{_format(v)}</td></tr>" for k, v in values.items())
+    return f"<table>{rows}</table>"
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: metrics[key] for key, _ in HEADLINE_METRICS if key in metrics}
+
+
+def _folded(summary: str, body: str) -> str:
+    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
 
 
 def _figures_html(figures: dict[str, str | Path]) -> str:
@@ -72,30 +85,35 @@ def write_html_report(
     metrics: dict[str, Any],
     figures: dict[str, str | Path],
     sections: Sequence[ReportSection] = (),
+    summary: str = "",
 ) -> Path:
-    """Write one HTML file that opens offline: scalar ``metrics`` as a table, ``figures`` inline,
-    then each of ``sections``.
+    """Write one HTML file that opens offline, in the order a reader wants it: ``summary`` (plain
+    words) with the headline metrics, ``figures`` inline with their captions, each of
+    ``sections``, then every scalar metric and each nested value of ``metrics`` (e.g. settings)
+    in folded tables.
 
-    ``figures`` maps a caption to a PNG file; nested values in ``metrics`` (e.g. settings) are
-    listed under their own heading, at the end.
+    ``figures`` maps a caption to a PNG file; metric keys are shown with their readable names
+    (:func:`samsvae.metric_names.metric_label`).
     """
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
     nested = {k: v for k, v in metrics.items() if isinstance(v, dict)}
     extra = "\n".join(_section_html(section) for section in sections)
-    settings = "\n".join(
-        f"<h2>{html.escape(name)}</h2>{_key_value_table(values)}"
-        for name, values in nested.items()
-    )
+    folded = [_folded(f"All metrics ({len(scalars)})", _key_value_table(scalars))]
+    folded += [
+        _folded(name, _key_value_table(values, readable=False)) for name, values in nested.items()
+    ]
+    intro = f"<p>{html.escape(summary)}</p>" if summary else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}
 figure{{display:inline-block;margin:8px}}img{{max-width:520px}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<h2>Metrics</h2>{_key_value_table(scalars)}
+<h2>Summary</h2>{intro}{_key_value_table(_headline(scalars))}
 <h2>Figures</h2>{_figures_html(figures)}
 {extra}
-{settings}
+<h2>Everything measured</h2>
+{"".join(folded)}
 </body></html>
 """
     path = Path(path)
