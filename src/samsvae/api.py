@@ -371,7 +371,7 @@ class PerturbationModel:
         num_nodes: int = 1,
         progress_bar: bool = True,
         cpu_allocator: str = "default",
-        mask_refinement: str = "auto",
+        mask_refinement: str = "none",
         train_indices: Sequence[int] | np.ndarray | None = None,
         validation_indices: Sequence[int] | np.ndarray | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -410,14 +410,16 @@ class PerturbationModel:
         n_t are global counts, and the result matches one process up to rounding (see
         ``docs/distributed.md`` for torchrun and SLURM launches).
 
-        ``mask_refinement`` (SAMS-VAE): the fitted latent space is often a rotation of one in
-        which each perturbation moves few axes, and its masks are then dense. With ``"auto"``
-        (the default), where the model has the mean-field guide and Bernoulli masks and the
-        budget is at least 9 epochs, training rotates the latent space after two thirds of the
-        epochs to the varimax frame of the expected shifts E[e * m] (which changes no cell's
-        likelihood), restarts the masks there (q(m = 1) 0.99 on each perturbation's large
-        rotated shifts, 0.01 elsewhere), holds them fixed while the networks adapt, and releases
-        them for the last ninth. ``"varimax"`` insists on it, ``"none"`` trains as published.
+        ``mask_refinement="varimax"`` (SAMS-VAE with the mean-field guide and Bernoulli masks)
+        makes the masks sparse. Trained as published (``"none"``, the default), the fitted
+        latent space is often a rotation of one in which each perturbation moves few axes, and
+        the masks are then dense. The option rotates the latent space after two thirds of the
+        epochs to the varimax frame of the expected shifts E[e * m], which changes no cell's
+        likelihood. It restarts the masks there (q(m = 1) 0.99 on each perturbation's large
+        rotated shifts, 0.01 elsewhere), holds them while the networks adapt, and releases them
+        for the last ninth. Budgets under 9 epochs train as published, with a warning. It can
+        cost prediction: on a simulation calibrated to real screens, ATE r against the true
+        effects fell from 0.74 to 0.65.
 
         Training leaves the process as it found it: torch's RNG states, deterministic-algorithm
         and cuDNN flags, matmul precision, Lightning's logger levels and a data-parallel process

@@ -165,9 +165,8 @@ def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:
 #: glibc heap settings while training on CPU: glibc's own, raised thresholds that reuse freed
 #: large buffers (faster), or the static 128 KiB default that returns them (lower, steady peak).
 CPU_ALLOCATORS = ("default", "reuse", "compact")
-#: The sparse restart of SAMS-VAE's masks: where it applies ("auto"), always (an error where it
-#: cannot), or never.
-MASK_REFINEMENTS = ("auto", "varimax", "none")
+#: Training as published ("none"), or with the sparse restart of SAMS-VAE's masks ("varimax").
+MASK_REFINEMENTS = ("none", "varimax")
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,7 @@ class TrainConfig:
     num_nodes: int = 1
     progress_bar: bool = True
     cpu_allocator: str = "default"
-    mask_refinement: str = "auto"
+    mask_refinement: str = "none"
     checkpoint_dir: str | None = None
     checkpoint_every_n_epochs: int = 1
     resume: bool = False

@@ -186,6 +186,9 @@ def test_mask_refinement_varimax_refuses_a_model_it_cannot_rotate(tiny_adata: ad
         model.train(mask_refinement="varimax", **FAST)
     with pytest.raises(ValueError, match="mask_refinement="):
         model.train(mask_refinement="rotate", **FAST)
+    plain = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    with pytest.warns(UserWarning, match="needs at least 9 epochs; 2 train as published"):
+        plain.train(mask_refinement="varimax", **FAST)
 
 
 def test_out_of_core_training_keeps_the_split_it_trained_on(

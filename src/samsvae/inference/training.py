@@ -18,7 +18,12 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from samsvae import io
 from samsvae.data.loaders import loader_perturbation_counts
-from samsvae.inference.mask_refinement import can_restart, restart_schedule, sparse_restart
+from samsvae.inference.mask_refinement import (
+    MIN_EPOCHS,
+    can_restart,
+    restart_schedule,
+    sparse_restart,
+)
 from samsvae.inference.objectives import LossTerms, gradient_weight, minibatch_elbo
 from samsvae.inference.process_state import training_scope
 from samsvae.settings import settings
@@ -423,17 +428,22 @@ def _mask_restart(
     if config.mask_refinement == "none":
         return None
     if not can_restart(module):
-        if config.mask_refinement == "varimax":
-            msg = (
-                "mask_refinement='varimax' needs SAMS-VAE with guide='mean_field' and Bernoulli "
-                "masks; pass mask_refinement='none' (or 'auto') for this model."
-            )
-            raise ValueError(msg)
-        return None
+        msg = (
+            "mask_refinement='varimax' needs SAMS-VAE with guide='mean_field' and Bernoulli "
+            "masks; pass mask_refinement='none' for this model."
+        )
+        raise ValueError(msg)
     n_epochs = max_epochs
     if config.max_steps is not None:
         n_epochs = min(n_epochs, math.ceil(config.max_steps / max(1, steps_per_epoch)))
-    return restart_schedule(n_epochs)
+    schedule = restart_schedule(n_epochs)
+    if schedule is None:
+        msg = (
+            f"mask_refinement='varimax' needs at least {MIN_EPOCHS} epochs; {n_epochs} train "
+            "as published."
+        )
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    return schedule
 
 
 @contextlib.contextmanager
