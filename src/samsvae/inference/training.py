@@ -178,6 +178,10 @@ class BestWeights(Callback):
 
     def __init__(self, monitor: str) -> None:
         self.monitor = monitor
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the best epoch so far: the next monitored value becomes the best."""
         self.best = math.inf
         self.best_epoch = -1
         self.state: dict[str, torch.Tensor] | None = None
@@ -218,7 +222,7 @@ class SparseMaskRestart(Callback):
         sparse_restart(pl_module.module)
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
-        self.best.best, self.best.best_epoch, self.best.state = math.inf, -1, None
+        self.best.reset()
         for callback in trainer.callbacks:
             if isinstance(callback, EarlyStopping):
                 callback.wait_count = 0

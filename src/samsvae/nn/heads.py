@@ -20,6 +20,10 @@ VARIANCE_FLOOR = 1e-4
 Offset = torch.Tensor | None
 
 
+def _plus_offset(values: torch.Tensor, offset: Offset) -> torch.Tensor:
+    return values if offset is None else values + offset
+
+
 class LikelihoodHead(nn.Module):
     """Interface of an observation model p(x | decoder output, library size)."""
 
@@ -67,8 +71,7 @@ class NegativeBinomialHead(LikelihoodHead):
         self.log_theta = nn.Parameter(torch.zeros(n_genes))
 
     def _logits(self, h: torch.Tensor, offset: Offset) -> torch.Tensor:
-        logits = wide_linear(h, self.logits)
-        return logits if offset is None else logits + offset
+        return _plus_offset(wide_linear(h, self.logits), offset)
 
     def _log_mu(self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset) -> torch.Tensor:
         return log_library.unsqueeze(-1) + F.log_softmax(self._logits(h, offset), dim=-1)
@@ -102,7 +105,7 @@ class PoissonHead(LikelihoodHead):
     def _log_rate(
         self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset
     ) -> torch.Tensor:
-        logits = self.logits(h) if offset is None else self.logits(h) + offset
+        logits = _plus_offset(self.logits(h), offset)
         return log_library.unsqueeze(-1) + F.log_softmax(logits, dim=-1)
 
     def data_terms(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +157,7 @@ class NormalHead(LikelihoodHead):
     def mean(
         self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
-        return self.loc(h) if offset is None else self.loc(h) + offset
+        return _plus_offset(self.loc(h), offset)
 
     def sample(
         self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
