@@ -41,10 +41,12 @@ from samsvae.data.loaders import as_csr_or_dense
 from samsvae.evaluate import interpret
 from samsvae.evaluate.ate import (
     ATE_METHODS,
+    DEFAULT_TARGET_STANDARD_ERROR,
+    ATEEstimator,
     ATEMethod,
     LibrarySize,
+    estimate_average_treatment_effects,
     model_average_treatment_effect_draws,
-    model_average_treatment_effects,
 )
 from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.inference.training import fit
@@ -703,14 +705,25 @@ class PerturbationModel:
         perturbations: Sequence[str] | None = None,
         *,
         method: ATEMethod = "perturbseq",
-        n_samples: int = 2500,
+        estimator: ATEEstimator = "expected",
+        n_samples: int | Literal["auto"] = "auto",
+        target_standard_error: float = DEFAULT_TARGET_STANDARD_ERROR,
         library_size: LibrarySize = "data",
-        share_basal: bool = False,
+        share_basal: bool | None = None,
         covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
         progress_bar: bool = True,
     ) -> ad.AnnData:
-        """Model ATE of each perturbation against the control.
+        """Model ATE of each perturbation against the control, with standard errors.
+
+        Each of ``n_samples`` particles draws the global variables from the guide and a basal
+        state from the prior, and decodes a cell under the control and under each perturbation.
+        ``estimator="expected"`` (the default) integrates each gene's counts out given that
+        cell's expected expression (exact up to replacing the cell's total count by its library
+        size, and a tabulation error below 1e-3); ``"sampled"`` draws the counts, the paper's
+        estimator, with more Monte-Carlo noise for the same number of particles.
+        ``n_samples="auto"`` adds particles until every effect's standard error is at most
+        ``target_standard_error`` (log2 units under ``method="perturbseq"``).
 
         ``library_size="data"`` (the default) samples each particle's cells at a library size drawn
         from the training control cells' library sizes: the effect a screen of this depth would
@@ -720,30 +733,40 @@ class PerturbationModel:
 
         ``share_basal=True`` reuses each particle's basal state for the control and every
         intervention (common random numbers: same expectation, lower variance); the default
-        reproduces the paper's estimator. A model with covariates averages the effect over the
+        does so under ``"expected"`` only, so that ``estimator="sampled"`` is the paper's
+        estimator. A model with covariates averages the effect over the
         training cells' categories, or takes it at ``covariates`` (one category per key).
         ``progress_bar`` shows progress when the estimate takes more than two seconds.
 
         ``perturbations`` defaults to every label seen in the training data. Returns AnnData
-        (interventions x genes) with the effects in X, ``uns["ate_method"]`` and
-        ``uns["library_size"]``.
+        (interventions x genes) with the effects in X, their standard errors in
+        ``layers["standard_error"]``, and ``uns["ate_method"]``, ``uns["library_size"]``,
+        ``uns["estimator"]`` and ``uns["n_samples"]`` (particles used).
         """
         _check_ate_method(method)
         if perturbations is None:
             perturbations = self._observed_interventions()
         dosage = self._dosage_rows(perturbations)
         with _seeded(seed):
-            effects = model_average_treatment_effects(
+            estimate = estimate_average_treatment_effects(
                 self.module,
                 dosage,
                 method=method,
+                estimator=estimator,
                 n_samples=n_samples,
+                target_standard_error=target_standard_error,
                 library_size=library_size,
                 share_basal=share_basal,
                 covariates=self._covariate_row(covariates),
                 progress=progress_bar,
             )
-        return self._effects_anndata(effects.numpy(), perturbations, method, library_size)
+        result = self._effects_anndata(
+            estimate.effects.numpy(), perturbations, method, library_size
+        )
+        result.layers["standard_error"] = estimate.standard_errors.numpy()
+        result.uns["estimator"] = estimator
+        result.uns["n_samples"] = estimate.n_samples
+        return result
 
     def treatment_effect_intervals(
         self,
@@ -754,6 +777,7 @@ class PerturbationModel:
         n_global_samples: int = 100,
         n_samples_per_global: int = 100,
         library_size: LibrarySize = "data",
+        estimator: ATEEstimator = "expected",
         covariates: Mapping[str, str] | None = None,
         seed: int | None = 0,
         progress_bar: bool = True,
@@ -765,9 +789,8 @@ class PerturbationModel:
         the central ``level`` interval of those draws bounds each effect. The spread includes the
         Monte-Carlo error of the inner estimate (intervals are a little conservative; raise
         ``n_samples_per_global`` to shrink it). A model without global variables (conditional
-        VAE) has only that Monte-Carlo spread. ``library_size``, ``covariates`` and
-        ``progress_bar`` as in
-        :meth:`average_treatment_effects`.
+        VAE) has only that Monte-Carlo spread. ``library_size``, ``estimator``, ``covariates``
+        and ``progress_bar`` as in :meth:`average_treatment_effects`.
 
         Returns AnnData (interventions x genes): X the mean of the draws, ``layers["lower"]`` and
         ``layers["upper"]`` the interval, ``uns["level"]`` and ``uns["ate_method"]``.
@@ -785,6 +808,7 @@ class PerturbationModel:
                 n_global_samples=n_global_samples,
                 n_samples_per_global=n_samples_per_global,
                 library_size=library_size,
+                estimator=estimator,
                 covariates=self._covariate_row(covariates),
                 progress=progress_bar,
             ).numpy()

@@ -66,6 +66,7 @@ class QuickstartSettings:
     # prediction on real-like screens (docs/results.md).
     mask_refinement: str = "varimax"
     ate_samples: int = 2500
+    ate_estimator: str = "expected"
     iwelbo_particles: int = 100
     seed: int = 0
 
@@ -261,7 +262,10 @@ def evaluate_on_simulation(
     for split, interventions in (("heldout_combo", held_out), ("seen", seen)):
         observed = data_average_treatment_effects(adata.X, labels, interventions, "control")
         predicted = model.average_treatment_effects(
-            interventions, n_samples=settings.ate_samples, seed=settings.seed
+            interventions,
+            n_samples=settings.ate_samples,
+            estimator=settings.ate_estimator,  # type: ignore[arg-type]
+            seed=settings.seed,
         ).X
         model_ate = ate_metrics(predicted, observed)
         baseline_ate = {

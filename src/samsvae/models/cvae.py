@@ -126,7 +126,9 @@ class ConditionalVAEModule(SAMSVAEModule):
             hidden, counts, library_size, z_basal=z, z_encoded=z, loc=loc, scale=scale
         )
 
-    def generate(self, dosage, sample, library_size, *, share_basal=False, covariates=None):  # type: ignore[override]
+    def generate(  # type: ignore[override]
+        self, dosage, sample, library_size, *, share_basal=False, covariates=None, output="counts"
+    ):
         """Sample x for dosage rows under each particle, with z ~ N(0, I)."""
         condition = self.condition(dosage, sample.index)
         n_particles = sample.log_q.shape[0]
@@ -136,4 +138,5 @@ class ConditionalVAEModule(SAMSVAEModule):
             dtype=condition.dtype,
             device=condition.device,
         ).expand(n_particles, condition.shape[0], -1)
-        return self.sample_counts(self._with_condition(z, condition), library_size, covariates)
+        decoder_input = self._with_condition(z, condition)
+        return self.sample_counts(decoder_input, library_size, covariates, output=output)

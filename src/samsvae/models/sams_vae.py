@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,9 @@ from samsvae.models.records import GlobalSample, LocalTerms
 from samsvae.models.target_genes import TargetGeneEffects, target_pairs
 from samsvae.nn import LIKELIHOOD_HEADS, BasalEncoder, ResidualMLP
 from samsvae.nn.networks import required_covariates
+
+#: What :meth:`SAMSVAEModule.generate` returns: drawn counts, or their mean or log mean.
+CountOutput = Literal["counts", "mean", "log_mean"]
 
 
 def _standard_normal_log_prob(value: torch.Tensor) -> torch.Tensor:
@@ -320,18 +324,22 @@ class SAMSVAEModule(nn.Module):
         *,
         share_basal: bool = False,
         covariates: torch.Tensor | None = None,
+        output: CountOutput = "counts",
     ) -> torch.Tensor:
         """Sample x for dosage rows (n_rows, len(index)) under each global draw, with z_b ~ p.
 
         ``share_basal`` draws one z_b per particle for all rows (common random numbers) instead of
         one per row and particle. ``covariates`` (broadcastable to (n_particles, n_rows,
         n_covariates)) fixes the covariates; by default each particle draws them from the
-        training shares (:meth:`draw_covariates`). Returns (n_particles, n_rows, n_genes).
+        training shares (:meth:`draw_covariates`). ``output="mean"`` returns E[x | z, l, c] (the
+        likelihood's mean) instead of a draw of x, ``"log_mean"`` its log (count likelihoods).
+        Returns (n_particles, n_rows, n_genes).
         """
         shift = self.latent_shift(dosage, sample)
         basal_shape = (shift.shape[0], 1, shift.shape[2]) if share_basal else shift.shape
         z = torch.randn(basal_shape, dtype=shift.dtype, device=shift.device) + shift
-        return self.sample_counts(z, library_size, covariates, self.target_offset(dosage, sample))
+        offset = self.target_offset(dosage, sample)
+        return self.sample_counts(z, library_size, covariates, offset, output=output)
 
     def sample_counts(
         self,
@@ -339,12 +347,19 @@ class SAMSVAEModule(nn.Module):
         library_size: float | torch.Tensor,
         covariates: torch.Tensor | None,
         offset: torch.Tensor | None = None,
+        *,
+        output: CountOutput = "counts",
     ) -> torch.Tensor:
-        """x ~ p(x | decoder_input, library, c) for decoder_input (P, R, ·); covariates drawn
-        per particle when None (models with covariates). Returns (P, R, n_genes)."""
+        """x ~ p(x | decoder_input, library, c) for decoder_input (P, R, ·), or its mean or log
+        mean (``output``, as in :meth:`generate`); covariates drawn per particle when None
+        (models with covariates). Returns (P, R, n_genes)."""
         if covariates is None:
             covariates = self.draw_covariates(decoder_input.shape[0], decoder_input)
         log_library = torch.as_tensor(library_size).to(decoder_input).log()
         hidden = self.decode(decoder_input, covariates)
         log_library = log_library.expand(decoder_input.shape[:-1])
+        if output == "mean":
+            return self.likelihood.mean(hidden, log_library, offset)
+        if output == "log_mean":
+            return self.likelihood.log_mean(hidden, log_library, offset)
         return self.likelihood.sample(hidden, log_library, offset)

@@ -55,6 +55,12 @@ class LikelihoodHead(nn.Module):
         """Expected expression, (..., n_cells, n_genes)."""
         raise NotImplementedError
 
+    def log_mean(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        """log of :meth:`mean` (count likelihoods, whose mean is positive)."""
+        return self.mean(h, log_library, offset).log()
+
     def sample(
         self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
@@ -89,6 +95,11 @@ class NegativeBinomialHead(LikelihoodHead):
     ) -> torch.Tensor:
         return self._log_mu(h, log_library, offset).exp()
 
+    def log_mean(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        return self._log_mu(h, log_library, offset)
+
     def sample(
         self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
@@ -121,6 +132,11 @@ class PoissonHead(LikelihoodHead):
         self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
     ) -> torch.Tensor:
         return self._log_rate(h, log_library, offset).exp()
+
+    def log_mean(
+        self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None
+    ) -> torch.Tensor:
+        return self._log_rate(h, log_library, offset)
 
     def sample(
         self, h: torch.Tensor, log_library: torch.Tensor, offset: Offset = None

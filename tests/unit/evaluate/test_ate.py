@@ -10,6 +10,8 @@ from torch.distributions import NegativeBinomial
 from samsvae.config import SAMSVAEConfig
 from samsvae.evaluate import ate
 from samsvae.evaluate.ate import (
+    AUTO_SAMPLES,
+    estimate_average_treatment_effects,
     model_average_treatment_effect_draws,
     model_average_treatment_effects,
 )
@@ -46,9 +48,12 @@ def _reference_draws(module: SAMSVAEModule, dosage_row: torch.Tensor) -> torch.T
     return torch.stack(draws).double()
 
 
+@pytest.mark.parametrize("estimator", ["expected", "sampled"])
 @pytest.mark.parametrize("share_basal", [False, True])
 @torch.no_grad()
-def test_vectorised_ate_equals_reference_loop_within_monte_carlo_error(share_basal: bool) -> None:
+def test_vectorised_ate_equals_reference_loop_within_monte_carlo_error(
+    share_basal: bool, estimator: str
+) -> None:
     module = _tiny_module()
     interventions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
     torch.manual_seed(1)
@@ -62,7 +67,11 @@ def test_vectorised_ate_equals_reference_loop_within_monte_carlo_error(share_bas
 
     torch.manual_seed(2)
     vectorised = model_average_treatment_effects(
-        module, interventions, n_samples=4 * N_SAMPLES, share_basal=share_basal
+        module,
+        interventions,
+        n_samples=4 * N_SAMPLES,
+        share_basal=share_basal,
+        estimator=estimator,  # type: ignore[arg-type]
     ).double()
     z_scores = ((vectorised - reference_t) / (se * np.sqrt(1.25))).abs()
     assert reference_t.abs().max() > 10 * se.max()  # the effects are real, not noise
@@ -138,3 +147,73 @@ def test_progress_bar_counts_every_global_draw(
         (25, 25, not progress),
         (7, 7, not progress),
     ]
+
+
+@torch.no_grad()
+def test_standard_errors_match_the_spread_over_seeds() -> None:
+    module = _tiny_module()
+    interventions = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    estimates = []
+    for seed in range(30):
+        torch.manual_seed(seed)
+        estimates.append(estimate_average_treatment_effects(module, interventions, n_samples=200))
+    spread = torch.stack([e.effects for e in estimates]).std(0)
+    reported = torch.stack([e.standard_errors for e in estimates]).mean(0)
+    ratio = (spread / reported).median()
+    assert 0.8 < ratio < 1.25, ratio
+    assert all(e.n_samples == 200 for e in estimates)
+
+
+@torch.no_grad()
+def test_integrating_the_counts_out_lowers_the_variance() -> None:
+    module = _tiny_module()
+    interventions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    errors = {}
+    for estimator in ("expected", "sampled"):
+        torch.manual_seed(0)
+        errors[estimator] = estimate_average_treatment_effects(
+            module,
+            interventions,
+            n_samples=2000,
+            estimator=estimator,  # type: ignore[arg-type]
+            share_basal=False,
+        ).standard_errors
+    assert (errors["expected"] < errors["sampled"]).all()
+    assert (errors["sampled"] / errors["expected"]).median() > 1.2
+
+
+@torch.no_grad()
+def test_auto_adds_particles_until_every_standard_error_meets_the_target() -> None:
+    module = _tiny_module()
+    interventions = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    torch.manual_seed(0)
+    loose = estimate_average_treatment_effects(
+        module, interventions, target_standard_error=10.0, particles_per_chunk=50
+    )
+    assert loose.n_samples == AUTO_SAMPLES[0]  # met at once: the minimum
+    torch.manual_seed(0)
+    at_minimum = estimate_average_treatment_effects(
+        module, interventions, n_samples=AUTO_SAMPLES[0]
+    )
+    target = float(at_minimum.standard_errors.max()) / 2
+    torch.manual_seed(0)
+    tight = estimate_average_treatment_effects(
+        module, interventions, target_standard_error=target, particles_per_chunk=50
+    )
+    assert tight.standard_errors.max() <= target
+    # halving the error takes about four times the particles, give or take a chunk
+    assert 3 * AUTO_SAMPLES[0] <= tight.n_samples <= 6 * AUTO_SAMPLES[0]
+    unreachable = estimate_average_treatment_effects(
+        module, interventions, target_standard_error=1e-9
+    )
+    assert unreachable.n_samples == AUTO_SAMPLES[1]
+
+
+def test_an_unknown_estimator_is_refused() -> None:
+    with pytest.raises(ValueError, match="estimator='exact'"):
+        model_average_treatment_effects(
+            _tiny_module(),
+            torch.tensor([[1.0, 0.0, 0.0]]),
+            n_samples=10,
+            estimator="exact",  # type: ignore[arg-type]
+        )
