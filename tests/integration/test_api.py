@@ -75,6 +75,29 @@ def test_average_treatment_effects_are_interventions_by_genes(
     assert everything.n_obs == 6 + 4  # every observed single and combination
     again = tiny_model.average_treatment_effects(["P0", "P0+P1"], n_samples=200)
     np.testing.assert_array_equal(effects.X, again.X)  # seeded
+    assert effects.layers["standard_error"].shape == (2, 24)
+    assert (effects.layers["standard_error"] > 0).all()
+    assert effects.uns["estimator"] == "expected" and effects.uns["n_samples"] == 200
+
+
+def test_default_effects_agree_with_the_papers_sampled_estimator(
+    tiny_model: samsvae.SAMSVAE,
+) -> None:
+    tiny_model.train(**FAST)
+    expected = tiny_model.average_treatment_effects(["P0", "P0+P1"])  # n_samples="auto"
+    sampled = tiny_model.average_treatment_effects(
+        ["P0", "P0+P1"], estimator="sampled", n_samples=3000
+    )
+    assert expected.uns["n_samples"] >= 200
+    assert expected.layers["standard_error"].max() <= 0.02
+    combined = np.sqrt(
+        expected.layers["standard_error"] ** 2 + sampled.layers["standard_error"] ** 2
+    )
+    z = (expected.X - sampled.X) / combined
+    assert np.sqrt((z**2).mean()) < 1.5  # agree within the Monte-Carlo error
+    assert np.median(sampled.layers["standard_error"]) > np.median(
+        expected.layers["standard_error"]
+    )
 
 
 def test_iwelbo_of_held_out_cells_is_finite_and_improves_with_training(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -99,7 +99,8 @@ def particle_transform(
         if library_size == "data"
         else torch.tensor([float(library_size)])
     )
-    low, high = float(sizes.min()), float(sizes.max())
+    # a library size of 0 (a control cell without counts) gives mu = 0 and E = 0 at any scale
+    low, high = max(float(sizes.min()), 1.0), max(float(sizes.max()), 1.0)
     table = ExpectedLog2Table(
         getattr(head, "log_theta", None),  # None: Poisson counts
         n_genes=module.n_genes,
@@ -110,10 +111,10 @@ def particle_transform(
 
     def expected(log_mu: torch.Tensor, library: float | torch.Tensor) -> torch.Tensor:
         library = torch.as_tensor(library, dtype=log_mu.dtype, device=log_mu.device)
-        log_scale = math.log(PERTURBSEQ_SCALE) - library.log()
+        log_scale = math.log(PERTURBSEQ_SCALE) - library.clamp(min=1.0).log()
         if log_scale.dim() == 2:  # (P, 1): one library size per particle
             log_scale = log_scale.unsqueeze(1)
-        return table(log_mu, log_scale)
+        return table(log_mu.clamp(min=-80.0), log_scale)  # mu = 0 (log -inf) gives E = 0
 
     return "log_mean", expected
 
@@ -259,32 +260,11 @@ def _standard_errors(sums: torch.Tensor, squares: torch.Tensor, n: int) -> torch
 
 
 def model_average_treatment_effects(
-    module: SAMSVAEModule,
-    dosage: torch.Tensor,
-    *,
-    method: ATEMethod = "perturbseq",
-    estimator: ATEEstimator = "expected",
-    n_samples: int | Literal["auto"] = "auto",
-    library_size: LibrarySize = PERTURBSEQ_SCALE,
-    particles_per_chunk: int | None = None,
-    share_basal: bool | None = None,
-    covariates: torch.Tensor | None = None,
-    progress: bool = False,
+    module: SAMSVAEModule, dosage: torch.Tensor, **options: Any
 ) -> torch.Tensor:
-    """The effects of :func:`estimate_average_treatment_effects` alone,
+    """The effects of :func:`estimate_average_treatment_effects` (same arguments) alone,
     (n_interventions, n_genes)."""
-    return estimate_average_treatment_effects(
-        module,
-        dosage,
-        method=method,
-        estimator=estimator,
-        n_samples=n_samples,
-        library_size=library_size,
-        particles_per_chunk=particles_per_chunk,
-        share_basal=share_basal,
-        covariates=covariates,
-        progress=progress,
-    ).effects
+    return estimate_average_treatment_effects(module, dosage, **options).effects
 
 
 @torch.no_grad()

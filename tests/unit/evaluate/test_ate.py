@@ -217,3 +217,18 @@ def test_an_unknown_estimator_is_refused() -> None:
             n_samples=10,
             estimator="exact",  # type: ignore[arg-type]
         )
+
+
+@torch.no_grad()
+def test_control_cells_without_counts_give_finite_effects_at_the_data_depth() -> None:
+    module = _tiny_module()
+    module.library_size_quantiles.copy_(
+        torch.linspace(0.0, 800.0, len(module.library_size_quantiles))
+    )
+    torch.manual_seed(0)
+    estimate = estimate_average_treatment_effects(
+        module, torch.tensor([[1.0, 0.0, 0.0]]), n_samples=300, library_size="data"
+    )
+    assert (
+        torch.isfinite(estimate.effects).all() and torch.isfinite(estimate.standard_errors).all()
+    )
