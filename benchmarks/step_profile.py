@@ -10,9 +10,9 @@ pieces and the matrix products (``torch.profiler``, CPU total per step over 5 fu
 the same batches). The second times each step and a 4096 x 4096 product after it, to tell a slow
 machine (both slow) from a slow step (the product holds its rate). The third times the NB data
 terms with their gradient on 512 x 1187 counts of several densities, evaluated at the non-zero
-counts and densely (``negative_binomial.SPARSE_DENSITY`` chooses between them). The fourth times
-the forward product of a decoder's gene layer (P x B rows, H inputs, several gene counts) in row
-blocks and in one call, and prints which one ``samsvae.nn.networks.wide_linear`` chose.
+counts and densely (``negative_binomial_fast.SPARSE_DENSITY`` chooses between them). The fourth
+times the forward product of a decoder's gene layer (P x B rows, H inputs, several gene counts)
+in row blocks and in one call, and prints which one ``samsvae.nn.networks.wide_linear`` chose.
 
 To compare two versions, run it from a checkout of each in turn (``PYTHONPATH=<checkout>/src``).
 """
@@ -28,7 +28,7 @@ import torch
 from performance import WORKLOADS, flops_per_cell, train_step, training_setup
 
 from samsvae.data import Batch
-from samsvae.distributions import negative_binomial
+from samsvae.distributions import negative_binomial, negative_binomial_fast
 from samsvae.inference.training import reuse_large_allocations
 from samsvae.nn import networks
 
@@ -121,7 +121,7 @@ def data_terms_by_density(n_repeats: int = 20) -> None:
     generator = torch.Generator().manual_seed(0)
     weights = torch.randn(512, generator=generator)
     log_theta = torch.randn(1187, generator=generator).requires_grad_()
-    threshold = negative_binomial.SPARSE_DENSITY
+    threshold = negative_binomial_fast.SPARSE_DENSITY
     for density in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
         rates = torch.rand(512, 1187, generator=generator) * 20 + 0.5
         keep = torch.rand(512, 1187, generator=generator) < density
@@ -133,7 +133,7 @@ def data_terms_by_density(n_repeats: int = 20) -> None:
 
         times = {}
         for name, share in (("non-zeros", 1.0), ("dense", -1.0)):
-            negative_binomial.SPARSE_DENSITY = share  # every batch down one path
+            negative_binomial_fast.SPARSE_DENSITY = share  # every batch down one path
             for _ in range(3):
                 run()
             start = time.perf_counter()
@@ -141,7 +141,7 @@ def data_terms_by_density(n_repeats: int = 20) -> None:
                 run()
             times[name] = (time.perf_counter() - start) / n_repeats * 1e3
         print(f"density {density:.1f}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items()))
-    negative_binomial.SPARSE_DENSITY = threshold
+    negative_binomial_fast.SPARSE_DENSITY = threshold
 
 
 def gene_layer(n_rows: int, n_hidden: int) -> None:

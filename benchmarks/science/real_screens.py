@@ -14,7 +14,8 @@ split the rest 90/10 into training and validation. Datasets and tasks:
   count is the reference row); (b) held-out combinations: half (seeded) of the combination labels
   with at least 5 cells whose parts are single labels, all of their cells held out.
 - mcfaline (McFaline-Figueroa 2023 GBM CRISPRi, control 'control', covariate 'cell_line'):
-  (a) seen perturbations on 20% held-out cells; (b) held-out cell line L: train on the other two
+  (a) seen perturbations on 20% held-out cells, pooled over the lines and within each line
+  (:func:`within_categories`); (b) held-out cell line L: train on the other two
   lines plus L's control cells, predict L's perturbed cells with ``covariates={"cell_line": L}``
   against the transfer baseline (the perturbation's mean data ATE in the other lines).
 - simulation (``samsvae.datasets.simulate_realistic(seed=0)``): seen singles on 20% held-out
@@ -106,6 +107,9 @@ class Task:
     baselines: dict[str, np.ndarray]
     covariates: dict[str, str] | None = None
     extra: Callable[[np.ndarray], dict[str, float]] | None = None
+    #: (covariate key, {category: weight per target}): effects are taken within each category
+    #: and averaged with these weights (see :func:`within_categories`)
+    strata: tuple[str, dict[str, np.ndarray]] | None = None
 
 
 @dataclass
@@ -226,6 +230,44 @@ def random_split(
     return experiment, singles
 
 
+def within_categories(
+    train: ad.AnnData, test: ad.AnnData, key: str, control: str, covariate: str, targets: list[str]
+) -> Task:
+    """Seen perturbations scored within each category of ``covariate`` (McFaline's cell lines).
+
+    A pooled data ATE (all of a label's cells against all control cells) also carries the
+    differences between categories whenever a label's cells are spread over them unlike the
+    controls'. Here the data ATE is taken in each category of the test cells and averaged with
+    the label's own shares of test cells per category; the models' effects (at each category's
+    covariates) and the baselines (fitted on each category's training cells) are averaged the
+    same way.
+    """
+    labels, groups = (test.obs[k].astype(str).to_numpy() for k in (key, covariate))
+    train_groups = train.obs[covariate].astype(str).to_numpy()
+    categories = sorted(set(groups))
+    weights = {
+        c: np.array([np.mean(groups[labels == t] == c) for t in targets]) for c in categories
+    }
+
+    def averaged(per_category: Callable[[str], np.ndarray]) -> np.ndarray:
+        return sum(weights[c][:, None] * per_category(c) for c in categories)
+
+    def observed_in(c: str) -> np.ndarray:
+        of = groups == c
+        return data_average_treatment_effects(test.X[of], labels[of], targets, control)
+
+    fitted = {c: fitted_baselines(train[train_groups == c].copy())(targets) for c in categories}
+    baselines = {name: averaged(lambda c, n=name: fitted[c][n]) for name in fitted[categories[0]]}
+    return Task(
+        f"seen perturbations, held-out cells, within {covariate}",
+        test,
+        targets,
+        averaged(observed_in),
+        named_baselines(baselines, "per-label mean (training cells)"),
+        strata=(covariate, weights),
+    )
+
+
 def heldout_line(adata: ad.AnnData, line: str, key: str, control: str) -> Experiment:
     """Train on the other lines and ``line``'s controls; predict ``line``'s perturbed cells."""
     labels = adata.obs[key].astype(str).to_numpy()
@@ -276,7 +318,16 @@ def mcfaline(adata: ad.AnnData, args: argparse.Namespace) -> Iterator[Experiment
     if set(chosen) - set(lines):
         msg = f"--heldout-lines {chosen}: McFaline's lines are {lines}, 'first' or 'all'"
         raise SystemExit(msg)
-    yield random_split(adata, "perturbation", "control", args.seed, covariate="cell_line")[0]
+    experiment, singles = random_split(
+        adata, "perturbation", "control", args.seed, covariate="cell_line"
+    )
+    seen_test = experiment.tasks[0].test  # every seen label's held-out cells, controls too
+    experiment.tasks.append(
+        within_categories(
+            experiment.train, seen_test, "perturbation", "control", "cell_line", singles
+        )
+    )
+    yield experiment
     for line in chosen:
         yield heldout_line(adata, line, "perturbation", "control")
 
@@ -329,16 +380,28 @@ def load(name: str) -> ad.AnnData | None:
 
 
 def model_effects(model: Any, task: Task, args: argparse.Namespace) -> ad.AnnData:
-    """The model's ATE of the task's targets at the data's depth (see :data:`ATE_DEPTH`)."""
+    """The model's ATE of the task's targets at the data's depth (see :data:`ATE_DEPTH`);
+    within each category and averaged for a task with ``strata``."""
     depth = ATE_DEPTH if ATE_DEPTH is not None else float(model.module.reference_library_size)
-    return model.average_treatment_effects(
-        task.targets,
-        library_size=depth,
-        covariates=task.covariates,
-        n_samples=args.ate_samples,
-        seed=args.seed,
-        progress_bar=False,
-    )
+
+    def effects(covariates: dict[str, str] | None) -> ad.AnnData:
+        return model.average_treatment_effects(
+            task.targets,
+            library_size=depth,
+            covariates=covariates,
+            n_samples=args.ate_samples,
+            seed=args.seed,
+            progress_bar=False,
+        )
+
+    if task.strata is None:
+        return effects(task.covariates)
+    key, weights = task.strata
+    parts = {c: effects({key: c}) for c in weights}
+    result = next(iter(parts.values())).copy()
+    result.X = sum(weights[c][:, None] * part.X for c, part in parts.items())
+    result.uns["n_samples"] = sum(part.uns["n_samples"] for part in parts.values())
+    return result
 
 
 def scores(effects: np.ndarray, task: Task) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def evaluate_on_simulation(
             splits["_ate"] = (predicted, observed)
             splits |= _interval_coverage(model, interventions, observed, settings.seed)
     return {
-        **_mask_metrics(model, adata),
+        **mask_metrics(model, adata),
         "latent_mcc": mean_correlation_coefficient(
             model.get_latent_representation(adata, seed=settings.seed), adata.obsm["z_basal"]
         ),
@@ -332,7 +332,7 @@ def _interval_coverage(
     }
 
 
-def _mask_metrics(model: PerturbationModel, adata: Any) -> dict[str, Any]:
+def mask_metrics(model: PerturbationModel, adata: Any) -> dict[str, Any]:
     """Mask recovery against the simulation's truth, for models that have masks.
 
     Only single perturbations have a true mask; a "unique" model's combination rows are left out.
