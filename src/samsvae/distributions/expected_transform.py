@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from samsvae.distributions.negative_binomial import nb_data_terms, nb_log_prob, nb_mean_terms
+
 #: mu below this is treated as E = E(MIN_MEAN) * mu / MIN_MEAN (exact to first order in mu:
 #: only x = 1 matters there).
 MIN_MEAN = 1e-3
@@ -31,18 +33,6 @@ LOG_THETA_STEP = 0.05
 EXACT_COUNTS = 128
 #: Inverse dispersion standing for the Poisson limit in the table (relative error ~ mu / theta).
 POISSON_THETA = 1e8
-
-
-def _nb_log_pmf(k: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """log NB(k | mu, theta), broadcasting; k may be non-integer (the pmf's smooth extension)."""
-    log_total = torch.log(theta + mu)
-    return (
-        torch.lgamma(k + theta)
-        - torch.lgamma(theta)
-        - torch.lgamma(k + 1)
-        + theta * (torch.log(theta) - log_total)
-        + k * (torch.log(mu) - log_total)
-    )
 
 
 def expected_log2_scaled(
@@ -61,7 +51,8 @@ def expected_log2_scaled(
         if theta is None:
             p = (k * mu_t.log() - mu_t - torch.lgamma(k + 1)).exp()
         else:
-            p = _nb_log_pmf(k, mu_t, torch.tensor(theta, dtype=torch.float64)).exp()
+            log_theta = torch.tensor(theta, dtype=torch.float64).log()
+            p = nb_log_prob(k, mu_t.log(), log_theta).exp()
         total += float((p * torch.log2(1 + scale * k)).sum())
         mass += float(p.sum())
         start += block
@@ -156,7 +147,7 @@ class ExpectedLog2Table:
         values = torch.log2(1 + self.log_scales.exp()[None, :] * counts[:, None])  # (K, C)
         by_theta = torch.stack(
             [
-                _expectations(log_t.exp(), self.log_means, counts, weights) @ values
+                _expectations(log_t, self.log_means, counts, weights) @ values
                 for log_t in log_thetas
             ]
         )  # (n_thetas, M, C)
@@ -189,17 +180,14 @@ class ExpectedLog2Table:
 
 
 def _expectations(
-    theta: torch.Tensor, log_means: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor
+    log_theta: torch.Tensor, log_means: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """Normalised quadrature masses w_k p(k | mu, theta) for one theta, (n_means, n_counts).
 
-    log p = [lgamma(k + theta) - lgamma(theta) - lgamma(k + 1)] + theta log(theta / (theta + mu))
-    + k log(mu / (theta + mu)); the bracket does not depend on mu, so it is computed once.
+    log p splits into :func:`nb_data_terms`, which does not depend on mu and is computed once,
+    and :func:`nb_mean_terms`, per mean.
     """
-    mu = log_means.exp()[:, None]
-    log_total = torch.log(theta + mu)
-    count_terms = torch.lgamma(counts + theta) - torch.lgamma(theta) - torch.lgamma(counts + 1)
-    log_p = count_terms + theta * (torch.log(theta) - log_total) + counts * (mu.log() - log_total)
+    log_p = nb_data_terms(counts, log_theta) + nb_mean_terms(counts, log_means[:, None], log_theta)
     p = log_p.exp_().mul_(weights)
     return p / p.sum(-1, keepdim=True)
 

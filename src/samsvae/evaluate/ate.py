@@ -250,9 +250,11 @@ def estimate_average_treatment_effects(
         sums += difference.sum(0).double().cpu()
         squares += difference.square_().sum(0).double().cpu()
         done += chunk.shape[0]
-        errors = _standard_errors(sums, squares, done)
-        if auto and done >= low and float(errors.max()) <= target_standard_error:
-            break
+        if auto and done >= low:  # standard errors only where they can end the loop
+            largest = float(_standard_errors(sums, squares, done).max())
+            if largest <= target_standard_error:
+                break
+    errors = _standard_errors(sums, squares, done)
     return EffectEstimate((sums / done).float(), errors.float(), done)
 
 
