@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -171,7 +172,57 @@ MASK_REFINEMENTS = ("none", "varimax")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings of :meth:`samsvae.SAMSVAE.train`."""
+    """Optimisation settings of :meth:`samsvae.SAMSVAE.train`; every field is a keyword of it.
+
+    Parameters
+    ----------
+    max_epochs, max_steps
+        Training budget. ``max_epochs=None`` makes about 20,000 steps (20 to 400 epochs), or
+        runs until ``max_steps`` when only that is given.
+    batch_size, lr, global_lr
+        ``None`` chooses them from the number of training cells (:mod:`samsvae.defaults`).
+        ``global_lr`` is the learning rate of the per-perturbation parameters (mask logits,
+        embeddings), 30 times ``lr`` by default.
+    weight_decay
+        Adam's weight decay.
+    train_size, seed
+        Share of the cells in the seeded training split (the rest validate); the seed also
+        sets the initial weights of a first fit and the minibatch order.
+    early_stopping, early_stopping_patience
+        Stop when the validation loss has not improved for that many epochs.
+    gradient_clip_val
+        Clip the gradient norm to this value (``None``: no clipping).
+    accelerator, devices, strategy, num_nodes
+        Lightning's device settings. ``strategy="ddp"`` trains data-parallel: ``batch_size``
+        stays the global batch, each rank takes a disjoint part of it, and the result matches
+        one process up to rounding (see ``docs/distributed.md`` for torchrun and SLURM).
+    progress_bar
+        Show progress; bars appear only on a terminal or in Jupyter.
+    cpu_allocator
+        Opt-in glibc heap settings on Linux while training on CPU. ``"reuse"`` raises the mmap
+        and trim thresholds so that freed large buffers serve the next step (faster at genome
+        scale, a resident size that grows with fragmentation); ``"compact"`` sets the static
+        128 KiB thresholds so that large temporaries are returned when freed (a lower, steady
+        peak; slower steps). glibc cannot restore its dynamic threshold once either is set,
+        so the static 128 KiB stays after training. Results are the same bit for bit.
+    mask_refinement
+        ``"none"`` trains as published. ``"varimax"`` (SAMS-VAE with the mean-field guide and
+        Bernoulli masks) makes the masks sparse: after two thirds of the epochs it rotates the
+        latent space to the varimax frame of the expected shifts E[e * m], which changes no
+        cell's likelihood, restarts the masks there (q(m = 1) 0.99 on each perturbation's large
+        rotated shifts, 0.01 elsewhere), holds them while the networks adapt and releases them
+        for the last ninth. Budgets under 9 epochs train as published, with a warning. It can
+        cost prediction on real-like data (see the results pages).
+    checkpoint_dir, checkpoint_every_n_epochs, resume
+        Save the training state there (safetensors + JSON, replaced atomically) every so many
+        epochs; ``resume=True`` continues the run it holds (or starts one), ending on CPU with
+        the parameters of an uninterrupted run. A checkpoint of another model, data split or
+        seed is refused.
+    restart_on_divergence, divergence_lr_factor
+        Restarts allowed from the last checkpoint when the loss becomes NaN or infinite, each
+        multiplying the learning rates by the factor; with 0, training stops with
+        :class:`~samsvae.inference.training.NonFiniteLossError`.
+    """
 
     max_epochs: int | None = None
     max_steps: int | None = None
@@ -191,13 +242,15 @@ class TrainConfig:
     progress_bar: bool = True
     cpu_allocator: str = "default"
     mask_refinement: str = "none"
-    checkpoint_dir: str | None = None
+    checkpoint_dir: str | os.PathLike[str] | None = None
     checkpoint_every_n_epochs: int = 1
     resume: bool = False
     restart_on_divergence: int = 0
     divergence_lr_factor: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.checkpoint_dir is not None:  # a path-like is kept as text (JSON, fingerprints)
+            object.__setattr__(self, "checkpoint_dir", os.fspath(self.checkpoint_dir))
         _check_positive_int("checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
         if self.resume and self.checkpoint_dir is None:
             msg = "resume=True needs checkpoint_dir, the directory of the run to continue."

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 
 import samsvae
+from samsvae.base.training import set_training_statistics
 
 FAST = {"max_epochs": 2, "batch_size": 64, "progress_bar": False}
 
@@ -107,7 +108,7 @@ def test_iwelbo_of_held_out_cells_is_finite_and_improves_with_training(
     train = tiny_adata[np.arange(tiny_adata.n_obs) % 5 != 0].copy()
     samsvae.SAMSVAE.setup_anndata(train)
     model = samsvae.SAMSVAE(train, n_latent=4, n_hidden=16, n_particles=3)
-    model._set_training_statistics(*_dataset_and_rows(model))
+    set_training_statistics(model.module, *_dataset_and_rows(model), log1p=True)
     before = model.iwelbo(test, n_particles=20)
     model.train(max_epochs=30, batch_size=64, lr=3e-3, progress_bar=False)
     after = model.iwelbo(test, n_particles=20)
@@ -116,6 +117,7 @@ def test_iwelbo_of_held_out_cells_is_finite_and_improves_with_training(
 
 
 def _dataset_and_rows(model: samsvae.SAMSVAE):
+    """The model's training data set and all its rows (the statistics before training)."""
     _, dataset = model._dataset(None)
     return dataset, np.arange(len(dataset))
 
@@ -219,13 +221,15 @@ def test_out_of_core_training_keeps_the_split_it_trained_on(
 ) -> None:
     """The training rows are held as bits while training out of core, and come back as the
     same positions, in the same integer type, as an in-memory run keeps."""
-    import samsvae.api as api
+    import samsvae.base.training as training
     from samsvae.data.splits import train_validation_split
     from samsvae.data.streaming import RowBits, read_backed
 
     held = []
-    keep = api._rows_to_hold
-    monkeypatch.setattr(api, "_rows_to_hold", lambda *args: held.append(keep(*args)) or held[-1])
+    keep = training.rows_to_hold
+    monkeypatch.setattr(
+        training, "rows_to_hold", lambda *args: held.append(keep(*args)) or held[-1]
+    )
     tiny_adata.write_h5ad(tmp_path / "tiny.h5ad")
     backed = read_backed(tmp_path / "tiny.h5ad")
     samsvae.SAMSVAE.setup_anndata(backed)

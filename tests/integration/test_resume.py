@@ -275,9 +275,18 @@ def test_divergence_before_any_checkpoint_restarts_from_the_initial_weights(
         _model(tiny_adata).train(restart_on_divergence=0, **TRAIN)
 
 
-def test_train_takes_every_train_config_option() -> None:
-    parameters = set(inspect.signature(samsvae.SAMSVAE.train).parameters)
-    assert {f.name for f in dataclasses.fields(TrainConfig)} <= parameters
+def test_train_takes_every_train_config_option_and_names_an_unknown_one(
+    tiny_adata: ad.AnnData,
+) -> None:
+    parameters = inspect.signature(samsvae.SAMSVAE.train).parameters
+    explicit = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert explicit <= {f.name for f in dataclasses.fields(TrainConfig)} | {
+        "train_indices",
+        "validation_indices",
+    }
+    assert parameters["options"].kind is inspect.Parameter.VAR_KEYWORD  # the other fields
+    with pytest.raises(ValueError, match=r"Unknown TrainConfig keys \['max_epoch'\]"):
+        _model(tiny_adata).train(max_epoch=3)
 
 
 @pytest.mark.parametrize(

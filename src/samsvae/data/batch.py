@@ -9,8 +9,18 @@ import torch
 
 @dataclass(frozen=True)
 class Shard:
-    """Where a data-parallel rank's cells sit in the global batch: positions
-    ``offset .. offset + n_cells - 1`` of ``total`` cells."""
+    """Where a data-parallel rank's cells sit in the global batch.
+
+    The rank holds positions ``offset .. offset + n_cells - 1`` of the ``total`` cells of the
+    global batch.
+
+    Parameters
+    ----------
+    offset
+        Position of the rank's first cell in the global batch.
+    total
+        Number of cells in the global batch, over all ranks.
+    """
 
     offset: int
     total: int
@@ -18,13 +28,29 @@ class Shard:
 
 @dataclass
 class Batch:
-    """A minibatch of cells.
+    """A minibatch of B cells, as loaders yield it and objectives consume it.
 
-    counts (B, n_genes) float; dosage (B, T_b) for the perturbations ``perturbation_index`` (T_b,)
-    present in the batch; library_size (B,) observed row sums; index (B,) rows of the dataset.
-    ``shard`` is set when the batch is one rank's part of a global batch (data parallelism);
-    ``perturbation_index`` then lists the perturbations of the whole global batch.
-    ``covariates`` (B, n_covariates) holds one-hot covariate rows, or None for a model without.
+    Only the perturbations present in the batch get dosage columns: ``dosage[:, j]`` is the
+    dosage of perturbation ``perturbation_index[j]`` of the design.
+
+    Parameters
+    ----------
+    counts
+        Expression of the cells, (B, n_genes) float.
+    dosage
+        Dosage of the T_b perturbations in ``perturbation_index``, (B, T_b).
+    perturbation_index
+        Design positions of the perturbations present in the batch, (T_b,) int64. When
+        ``shard`` is set, it lists the perturbations of the whole global batch.
+    library_size
+        Observed row sums of the counts, (B,).
+    index
+        Row positions of the cells in the dataset, (B,) int64.
+    shard
+        Set when the batch is one rank's part of a global batch (data parallelism); None
+        otherwise.
+    covariates
+        One-hot covariate rows, (B, n_covariates), or None for a model without covariates.
     """
 
     counts: torch.Tensor
@@ -36,7 +62,18 @@ class Batch:
     covariates: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        """Copy every tensor to ``device``."""
+        """Copy every tensor to ``device``.
+
+        Parameters
+        ----------
+        device
+            Target device, e.g. ``"cuda"`` or ``torch.device("cpu")``.
+
+        Returns
+        -------
+        Batch
+            A new batch with every tensor on ``device``; ``shard`` is shared, not copied.
+        """
         return Batch(
             counts=self.counts.to(device),
             dosage=self.dosage.to(device),

@@ -24,7 +24,38 @@ _CODES_CHUNK = 1 << 16  # cells whose label codes are scanned at once
 
 @dataclass(frozen=True)
 class PerturbationDesign:
-    """The vocabulary a model is trained on and how labels become dosage rows."""
+    """The vocabulary a model is trained on and how labels become dosage rows.
+
+    ``setup_anndata`` records where the data live; the model builds this design from that
+    record and the AnnData, and saves it with the model.
+
+    Parameters
+    ----------
+    perturbations
+        Names of the T single perturbations, in the order of the dosage columns.
+    genes
+        Names of the G modelled genes, in the order of the expression columns.
+    control
+        Label of unperturbed cells (all-zero dosage row).
+    perturbation_key
+        Column of ``adata.obs`` with one label per cell: the control label, a perturbation
+        name, or names joined by ``combination_delimiter``. May be None when ``dosage_key`` is
+        set.
+    combination_delimiter
+        Separator of combination labels (``"A+B"``).
+    layer
+        ``adata.layers`` key holding the counts; None uses ``adata.X``.
+    dosage_key
+        ``adata.obsm`` key of a ready (cells x perturbations) dosage matrix, used instead of the
+        labels when set; None builds the dosage from the labels.
+    dosage_encoding
+        ``"additive"``: a combination's dosage row is the sum of its singles' one-hot rows.
+        ``"unique"``: every label is a perturbation of its own.
+    covariate_keys
+        Categorical ``adata.obs`` columns (batch, donor, cell line) the model conditions on.
+    covariate_categories
+        For each covariate key, its categories in the order of its one-hot columns.
+    """
 
     perturbations: tuple[str, ...]
     genes: tuple[str, ...]
@@ -53,7 +84,14 @@ class PerturbationDesign:
         return sum(map(len, self.covariate_categories))
 
     def covariate_columns(self) -> list[str]:
-        """Names of the one-hot covariate columns, ``"key=category"``."""
+        """List the names of the one-hot covariate columns.
+
+        Returns
+        -------
+        list of str
+            One ``"key=category"`` name per column, (n_covariates,), in the column order of
+            :meth:`encode_covariates`.
+        """
         return [
             f"{key}={category}"
             for key, categories in zip(self.covariate_keys, self.covariate_categories, strict=True)
@@ -61,9 +99,26 @@ class PerturbationDesign:
         ]
 
     def encode_covariates(self, obs: pd.DataFrame) -> np.ndarray | None:
-        """One-hot covariate rows (len(obs), n_covariates) float32, or None without covariates.
+        """Encode the cells' covariates as one-hot rows.
 
-        Every category must be one the model was set up with.
+        Each covariate key gives a block of one-hot columns; the blocks are concatenated in the
+        order of ``covariate_keys``. Every category must be one the model was set up with.
+
+        Parameters
+        ----------
+        obs
+            Cell annotations holding a column for every covariate key (e.g. ``adata.obs``).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            One-hot rows, (len(obs), n_covariates) float32, or None for a design without
+            covariates.
+
+        Raises
+        ------
+        ValueError
+            If a cell's category is missing or was not seen at setup.
         """
         if not self.covariate_keys:
             return None
@@ -85,32 +140,80 @@ class PerturbationDesign:
         return np.concatenate(blocks, axis=1)
 
     def split_label(self, label: str) -> list[str]:
-        """Names of the perturbations in ``label`` (empty for the control).
+        """List the perturbations named in a label.
 
-        ``"additive"`` splits a combination into its singles; ``"unique"`` keeps every label
-        whole, so a combination is a perturbation of its own.
+        Under the ``"additive"`` encoding a combination is split into its singles; under
+        ``"unique"`` every label is kept whole, so a combination is a perturbation of its own.
+
+        Parameters
+        ----------
+        label
+            One cell's perturbation label.
+
+        Returns
+        -------
+        list of str
+            The perturbation names, stripped of surrounding whitespace; empty for the control.
         """
         return _label_parts(label, self.control, self.combination_delimiter, self.dosage_encoding)
 
     def unknown_singles(self, labels: Iterable[str]) -> list[str]:
-        """Single perturbation names in ``labels`` that are not in the vocabulary."""
+        """Find the perturbation names in the labels that are not in the vocabulary.
+
+        Parameters
+        ----------
+        labels
+            Perturbation labels, split as in :meth:`split_label`.
+
+        Returns
+        -------
+        list of str
+            The unknown names, sorted and without repeats; empty if every name is known.
+        """
         known = set(self.perturbations)
         return sorted({s for label in labels for s in self.split_label(label)} - known)
 
     def encode(self, labels: Sequence[str] | pd.Series | np.ndarray) -> sp.csr_matrix:
-        """Dosage rows (len(labels), T) as float32 CSR; names must be in the vocabulary."""
+        """Encode perturbation labels as dosage rows.
+
+        Parameters
+        ----------
+        labels
+            One label per cell; every perturbation name must be in the vocabulary.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            Dosage rows, (len(labels), T) float32; a control row is all zeros.
+        """
         table, codes = self.encode_codes(labels)
         return sp.csr_matrix(table[codes])
 
     def encode_codes(
         self, labels: Sequence[str] | pd.Series | np.ndarray
     ) -> tuple[sp.csr_matrix, np.ndarray]:
-        """The dosage rows of the distinct labels (float32 CSR) and each cell's row in them:
-        ``encode(labels)`` is ``table[codes]``.
+        """Encode the distinct labels once and give each cell's row among them.
 
-        A categorical column's codes are pandas' own array (no per-cell copy; a category no
-        cell carries gets a row of zeros); other labels are factorised into the smallest
-        unsigned integer type.
+        ``encode(labels)`` equals ``table[codes]``; this form avoids a per-cell dosage matrix.
+
+        Parameters
+        ----------
+        labels
+            One label per cell; every perturbation name must be in the vocabulary.
+
+        Returns
+        -------
+        table : scipy.sparse.csr_matrix
+            Dosage rows of the distinct labels, (n_distinct, T) float32.
+        codes : numpy.ndarray
+            Each cell's row in ``table``, (len(labels),). For a categorical pandas column this
+            is pandas' own codes array (no per-cell copy; a category no cell carries gets a row
+            of zeros); other labels are factorised into the smallest unsigned integer type.
+
+        Raises
+        ------
+        ValueError
+            If a cell has no label.
         """
         # Encode each distinct label once, then gather rows by integer codes: no per-cell Python
         # and no per-cell string copies.
@@ -141,7 +244,13 @@ class PerturbationDesign:
         return table.tocsr()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
+        """Convert the design to a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            Every field by name, tuples turned into lists; :meth:`from_dict` reads it back.
+        """
         values = dataclasses.asdict(self)
         values["perturbations"] = list(self.perturbations)
         values["genes"] = list(self.genes)
@@ -151,7 +260,19 @@ class PerturbationDesign:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PerturbationDesign:
-        """Inverse of :meth:`to_dict`."""
+        """Build a design from a dict written by :meth:`to_dict`.
+
+        Parameters
+        ----------
+        values
+            The fields by name. ``covariate_keys`` and ``covariate_categories`` may be absent
+            (records from before covariates were supported); they default to empty.
+
+        Returns
+        -------
+        PerturbationDesign
+            The design, equal to the one converted.
+        """
         values = dict(values)
         values["perturbations"] = tuple(values["perturbations"])
         values["genes"] = tuple(values["genes"])
@@ -173,7 +294,32 @@ def _label_parts(label: str, control: str, delimiter: str, encoding: str) -> lis
 def vocabulary_from_labels(
     labels: Iterable[str], control: str, delimiter: str, encoding: str = "additive"
 ) -> tuple[str, ...]:
-    """Sorted perturbation names appearing in ``labels`` under ``encoding``."""
+    """List the perturbation names that appear in the labels.
+
+    Parameters
+    ----------
+    labels
+        Perturbation labels (repeats allowed).
+    control
+        Label of unperturbed cells; it names no perturbation.
+    delimiter
+        Separator of combination labels (``"A+B"``).
+    encoding
+        ``"additive"`` splits combinations into their singles; ``"unique"`` keeps every label
+        whole, so a combination is a perturbation of its own.
+
+    Returns
+    -------
+    tuple of str
+        The distinct names, sorted.
+
+    Examples
+    --------
+    >>> vocabulary_from_labels(["control", "A", "A+B"], "control", "+")
+    ('A', 'B')
+    >>> vocabulary_from_labels(["control", "A", "A+B"], "control", "+", "unique")
+    ('A', 'A+B')
+    """
     names: set[str] = set()
     for label in set(map(str, labels)):
         names.update(_label_parts(label, control, delimiter, encoding))

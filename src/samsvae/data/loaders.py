@@ -20,21 +20,59 @@ _CHUNK_ROWS = 10_000
 
 
 def as_csr_or_dense(matrix: object) -> sp.csr_matrix | np.ndarray:
-    """A CSR matrix or ndarray view of ``matrix`` (converts other sparse formats once)."""
+    """Give a CSR matrix or ndarray view of an expression matrix.
+
+    Parameters
+    ----------
+    matrix
+        A sparse matrix of any format, or anything ``numpy.asarray`` accepts.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix or numpy.ndarray
+        ``matrix`` itself when it is CSR; other sparse formats are converted to CSR once;
+        dense input is returned as an ndarray (no copy when it already is one).
+    """
     if sp.issparse(matrix):
         return matrix if sp.isspmatrix_csr(matrix) else sp.csr_matrix(matrix)
     return np.asarray(matrix)
 
 
 def library_sizes(matrix: sp.csr_matrix | np.ndarray) -> np.ndarray:
-    """Row sums, (n_cells,) float64."""
+    """Compute each cell's library size, the sum of its row.
+
+    Parameters
+    ----------
+    matrix
+        Expression matrix, (n_cells, n_genes), CSR or dense.
+
+    Returns
+    -------
+    numpy.ndarray
+        Row sums, (n_cells,) float64.
+    """
     return np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
 
 
 def gene_moments(
     chunk: sp.csr_matrix | np.ndarray, *, log1p: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene sum and sum of squares of (log1p of) the rows of ``chunk``, float64."""
+    """Sum the values and their squares per gene over the rows of a chunk.
+
+    Parameters
+    ----------
+    chunk
+        Rows of an expression matrix, (n_rows, n_genes), CSR or dense.
+    log1p
+        Whether to sum ``log1p`` of the values instead of the values.
+
+    Returns
+    -------
+    total : numpy.ndarray
+        Per-gene sum, (n_genes,) float64.
+    total_sq : numpy.ndarray
+        Per-gene sum of squares, (n_genes,) float64.
+    """
     if sp.issparse(chunk):
         chunk = chunk.copy()
         chunk.data = np.log1p(chunk.data) if log1p else chunk.data.astype(np.float64)
@@ -46,7 +84,25 @@ def gene_moments(
 def moments_to_statistics(
     total: np.ndarray, total_sq: np.ndarray, n_rows: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene mean and standard deviation from sums over ``n_rows`` rows."""
+    """Turn per-gene sums into per-gene mean and standard deviation.
+
+    Parameters
+    ----------
+    total
+        Per-gene sum of the values over the rows, (n_genes,).
+    total_sq
+        Per-gene sum of the squared values, (n_genes,).
+    n_rows
+        Number of rows summed over (0 gives a mean of 0).
+
+    Returns
+    -------
+    mean : numpy.ndarray
+        Per-gene mean, (n_genes,).
+    std : numpy.ndarray
+        Per-gene population standard deviation (divisor ``n_rows``), (n_genes,); a negative
+        variance left by rounding counts as 0.
+    """
     mean = total / max(n_rows, 1)
     var = np.maximum(total_sq / max(n_rows, 1) - mean**2, 0.0)
     return mean, np.sqrt(var)
@@ -58,15 +114,27 @@ SCALE_FLOOR_FRACTION = 0.1
 
 
 def encoder_scale(std: np.ndarray) -> np.ndarray:
-    """Per-gene scale of the standardised encoder input: the training std, floored.
+    """Compute the per-gene scale of the standardised encoder input: the training std, floored.
 
+    Parameters
+    ----------
+    std
+        Per-gene standard deviation of the encoder input over the training cells, (n_genes,).
+
+    Returns
+    -------
+    numpy.ndarray
+        Every std raised to at least ``SCALE_FLOOR_FRACTION`` (0.1) times the mean std over
+        genes, (n_genes,); if no gene varies the floor is 1.
+
+    Notes
+    -----
     A gene (nearly) constant in the training cells has std (nearly) 0, so dividing by it would
     feed the encoder about ``(x - mean) / std``, unbounded, for any new cell where the gene
-    varies, at a weight the encoder never saw in training. Every std is therefore raised to at
-    least ``SCALE_FLOOR_FRACTION`` times the mean std over genes: no gene is scaled up more than
-    ten times as much as an average gene, whatever the units of the input (log1p counts or user
-    values). The mean, unlike the median, is not pulled to 0 by many constant genes, nor moved
-    by the rounding left in a constant gene's std. If no gene varies the floor is 1.
+    varies, at a weight the encoder never saw in training. With the floor, no gene is scaled up
+    more than ten times as much as an average gene, whatever the units of the input (log1p
+    counts or user values). The mean, unlike the median, is not pulled to 0 by many constant
+    genes, nor moved by the rounding left in a constant gene's std.
     """
     mean_std = float(np.mean(std)) if len(std) else 0.0
     floor = SCALE_FLOOR_FRACTION * mean_std if mean_std > 0 else 1.0
@@ -76,7 +144,26 @@ def encoder_scale(std: np.ndarray) -> np.ndarray:
 def gene_statistics(
     matrix: sp.csr_matrix | np.ndarray, rows: np.ndarray, *, log1p: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene mean and standard deviation of (log1p of) ``matrix[rows]``, chunked."""
+    """Compute per-gene mean and standard deviation over a subset of cells.
+
+    The rows are read in chunks of 10,000, so a sparse matrix is never densified whole.
+
+    Parameters
+    ----------
+    matrix
+        Expression matrix, (n_cells, n_genes), CSR or dense.
+    rows
+        Row positions of the cells to use.
+    log1p
+        Whether to compute the statistics of ``log1p`` of the values instead of the values.
+
+    Returns
+    -------
+    mean : numpy.ndarray
+        Per-gene mean over ``matrix[rows]``, (n_genes,) float64.
+    std : numpy.ndarray
+        Per-gene population standard deviation, (n_genes,) float64.
+    """
     total = np.zeros(matrix.shape[1])
     total_sq = np.zeros(matrix.shape[1])
     for start in range(0, len(rows), _CHUNK_ROWS):
@@ -87,10 +174,22 @@ def gene_statistics(
 
 
 def perturbation_counts(dosage: Any, rows: np.ndarray) -> np.ndarray:
-    """n_t over ``rows``: how many of them carry each perturbation (d_it != 0), counted in
-    chunks of rows; ``dosage`` is anything whose ``dosage[rows]`` is a CSR matrix.
+    """Count the cells of each perturbation, n_t, over a subset of cells.
 
-    Returns (n_perturbations,) int64.
+    A cell carries perturbation t when its dosage d_it is not 0. Rows are counted in chunks.
+
+    Parameters
+    ----------
+    dosage
+        Dosage matrix, (n_cells, n_perturbations): anything whose ``dosage[rows]`` is a CSR
+        matrix.
+    rows
+        Row positions of the cells to count.
+
+    Returns
+    -------
+    numpy.ndarray
+        n_t, (n_perturbations,) int64.
     """
     rows = np.asarray(rows)
     counts = np.zeros(dosage.shape[1], dtype=np.int64)
@@ -100,18 +199,45 @@ def perturbation_counts(dosage: Any, rows: np.ndarray) -> np.ndarray:
 
 
 def loader_perturbation_counts(loader: Any) -> np.ndarray:
-    """n_t over the cells a loader of this package walks (:func:`make_loader`'s,
-    :class:`DeviceBatches`, or the streaming and sharded loaders), from the dosage alone: no
-    counts are read. Returns (n_perturbations,) int64."""
+    """Count the cells of each perturbation, n_t, over the cells a loader walks.
+
+    Only the dosage is read, no counts.
+
+    Parameters
+    ----------
+    loader
+        A loader of this package: one from :func:`make_loader`, a :class:`DeviceBatches`, or a
+        streaming or sharded loader.
+
+    Returns
+    -------
+    numpy.ndarray
+        n_t, (n_perturbations,) int64.
+    """
     source = loader.dataset if isinstance(loader, DataLoader) else loader
     return source.perturbation_counts()
 
 
 @dataclass(frozen=True)
 class TrainingStatistics:
-    """What training takes from its cells: per-gene mean and scale (the std, floored by
-    :func:`encoder_scale`) of the normalised input (n_genes,), the plate sizes n_t
-    (n_perturbations,) and the median library size."""
+    """What training takes from its cells.
+
+    Parameters
+    ----------
+    gene_mean
+        Per-gene mean of the encoder input (``log1p`` of the expression, or the expression
+        itself), (n_genes,); the encoder input is standardised with it and ``gene_scale``.
+    gene_scale
+        Per-gene scale of the encoder input: the std, floored by :func:`encoder_scale`,
+        (n_genes,).
+    n_cells_per_perturbation
+        Plate sizes n_t: the number of cells carrying each perturbation, (n_perturbations,).
+    median_library_size
+        Median library size of the cells.
+    library_size_quantiles
+        Quantiles 0%, 1%, ..., 100% of the control cells' library sizes (see
+        :func:`control_library_quantiles`), (101,).
+    """
 
     gene_mean: np.ndarray
     gene_scale: np.ndarray
@@ -121,26 +247,81 @@ class TrainingStatistics:
 
 
 def control_library_quantiles(libraries: np.ndarray, is_control: np.ndarray) -> np.ndarray:
-    """Quantiles 0%, 1%, ..., 100% of the control cells' library sizes (of all cells when there
-    are no controls, as in a screen without them), (101,) float64: the depth distribution that
-    effects "at the data's depth" draw from."""
+    """Compute the quantiles of the control cells' library sizes.
+
+    This is the depth distribution that effects "at the data's depth" draw from.
+
+    Parameters
+    ----------
+    libraries
+        Library sizes of the cells, (n_cells,); values below 1 count as 1.
+    is_control
+        Whether each cell is a control, (n_cells,) bool. When no cell is (a screen without
+        controls), all cells are used.
+
+    Returns
+    -------
+    numpy.ndarray
+        Quantiles 0%, 1%, ..., 100%, (101,) float64.
+    """
     chosen = libraries[is_control] if is_control.any() else libraries
     return np.quantile(np.maximum(chosen, 1.0), np.linspace(0, 1, LIBRARY_QUANTILES))
 
 
 def control_rows(dosage: Any, rows: np.ndarray) -> np.ndarray:
-    """Whether each of ``rows`` is a control cell (an all-zero dosage row), (len(rows),) bool."""
+    """Tell which of the rows are control cells (all-zero dosage rows).
+
+    Parameters
+    ----------
+    dosage
+        Dosage matrix: anything whose ``dosage[rows]`` is a CSR matrix.
+    rows
+        Row positions of the cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        Whether each row is a control, (len(rows),) bool.
+    """
     return np.asarray(dosage[rows].getnnz(axis=1) == 0).ravel()
 
 
 def covariate_rows(covariates: np.ndarray | None, rows: np.ndarray) -> torch.Tensor | None:
-    """The one-hot covariate rows of ``rows`` as a tensor, or None without covariates."""
+    """Take the one-hot covariate rows of some cells as a tensor.
+
+    Parameters
+    ----------
+    covariates
+        One-hot covariate rows of all cells, (n_cells, n_covariates), or None.
+    rows
+        Row positions of the cells.
+
+    Returns
+    -------
+    torch.Tensor or None
+        ``covariates[rows]``, (len(rows), n_covariates), or None when ``covariates`` is None.
+    """
     return None if covariates is None else torch.from_numpy(covariates[rows])
 
 
 class CellDataset(Dataset):
-    """Rows of an expression matrix with their dosage (and one-hot covariates, if any);
-    ``dataset[list_of_rows]`` is a Batch."""
+    """Rows of an expression matrix with their dosage and one-hot covariates, if any.
+
+    Indexing with a list (or array) of row positions returns one :class:`Batch` of those
+    cells: ``dataset[rows]``. Library sizes are computed once at construction, as row sums
+    floored at 1.
+
+    Parameters
+    ----------
+    expression
+        Expression matrix, (n_cells, n_genes), CSR or dense; sparse rows are densified only
+        per batch.
+    dosage
+        Dosage rows, (n_cells, n_perturbations) CSR.
+    covariates
+        One-hot covariate rows, (n_cells, n_covariates), or None for a model without
+        covariates.
+    """
 
     def __init__(
         self,
@@ -172,7 +353,22 @@ class CellDataset(Dataset):
         )
 
     def training_statistics(self, rows: np.ndarray, *, log1p: bool) -> TrainingStatistics:
-        """Per-gene moments, n_t and median library size of ``rows``."""
+        """Compute what training takes from a subset of the cells.
+
+        Parameters
+        ----------
+        rows
+            Row positions of the training cells.
+        log1p
+            Whether the encoder input is ``log1p`` of the expression (for the per-gene mean
+            and scale).
+
+        Returns
+        -------
+        TrainingStatistics
+            Per-gene mean and floored scale, n_t, median library size and the quantiles of the
+            control cells' library sizes, all over ``rows``.
+        """
         mean, std = gene_statistics(self.expression, rows, log1p=log1p)
         libraries = library_sizes(self.expression[rows])
         return TrainingStatistics(
@@ -201,15 +397,38 @@ class _Subset(Dataset):
         return self.dataset[self.rows[np.asarray(positions)]]
 
     def perturbation_counts(self) -> np.ndarray:
-        """n_t over the subset's rows, (n_perturbations,) int64."""
+        """Count the cells of each perturbation, n_t, over the subset's rows.
+
+        Returns
+        -------
+        numpy.ndarray
+            n_t, (n_perturbations,) int64.
+        """
         return perturbation_counts(self.dataset.dosage, self.rows)
 
 
 def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
-    """Positions ``0..n-1``, (n,) int64: a permutation drawn from ``(seed, epoch)`` alone.
+    """Give the order in which an epoch visits positions ``0 .. n - 1``.
 
-    The order of an epoch does not depend on how many epochs ran before it in this process, so a
-    run resumed from a checkpoint at epoch ``e`` sees the batches an uninterrupted run sees.
+    The order is drawn from ``(seed, epoch)`` alone: it does not depend on how many epochs ran
+    before it in this process, so a run resumed from a checkpoint at epoch ``e`` sees the
+    batches an uninterrupted run sees.
+
+    Parameters
+    ----------
+    n
+        Number of positions.
+    shuffle
+        Whether to permute; without it the order is ``0 .. n - 1``.
+    seed
+        Seed of the run.
+    epoch
+        Epoch number.
+
+    Returns
+    -------
+    torch.Tensor
+        The positions, (n,) int64.
     """
     if not shuffle:
         return torch.arange(n)
@@ -221,7 +440,21 @@ class EpochBatches(Sampler[list[int]]):
     """Consecutive batches of :func:`epoch_order` for the epoch last passed to ``set_epoch``.
 
     Like torch's ``DistributedSampler``, it reshuffles only when told the epoch; Lightning calls
-    ``set_epoch`` on a loader's ``sampler`` before every training epoch.
+    ``set_epoch`` on a loader's ``sampler`` before every training epoch. The epoch starts at 0.
+    Each batch is a list of positions.
+
+    Parameters
+    ----------
+    n
+        Number of positions to batch.
+    batch_size
+        Positions per batch; the last batch may be smaller.
+    shuffle
+        Whether to shuffle the positions every epoch.
+    seed
+        Seed of the shuffles.
+    drop_last
+        Whether to leave out a last batch smaller than ``batch_size``.
     """
 
     def __init__(
@@ -232,11 +465,23 @@ class EpochBatches(Sampler[list[int]]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Shuffle the following passes as epoch ``epoch``."""
+        """Shuffle the following passes as epoch ``epoch``.
+
+        Parameters
+        ----------
+        epoch
+            Epoch number.
+        """
         self.epoch = epoch
 
     def order(self) -> torch.Tensor:
-        """This epoch's positions, (n,) int64."""
+        """Give this epoch's order of the positions.
+
+        Returns
+        -------
+        torch.Tensor
+            The positions, (n,) int64.
+        """
         return epoch_order(self.n, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
 
     def __len__(self) -> int:
@@ -257,9 +502,31 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader of Batches of ``rows``; the sampler hands whole index lists to the dataset.
+    """Make a DataLoader of minibatches of some of the dataset's cells.
 
-    With ``shuffle``, epoch ``e`` (see :class:`EpochBatches`) is shuffled by ``(seed, e)``.
+    The sampler (an :class:`EpochBatches`) hands whole lists of positions to the dataset, so
+    each batch is sliced at once, without per-cell Python or default collation.
+
+    Parameters
+    ----------
+    dataset
+        The cells.
+    rows
+        Row positions of the cells to load.
+    batch_size
+        Cells per batch; the last batch may be smaller.
+    shuffle
+        Whether to shuffle every epoch: epoch ``e`` is shuffled by ``(seed, e)`` (see
+        :class:`EpochBatches`).
+    seed
+        Seed of the shuffles.
+    drop_last
+        Whether to leave out a last batch smaller than ``batch_size``.
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
+        A loader yielding :class:`Batch` objects; its ``sampler`` is the :class:`EpochBatches`.
     """
     subset = _Subset(dataset, np.asarray(rows))
     batches = EpochBatches(
@@ -280,7 +547,24 @@ class DeviceBatches:
     """Minibatches of rows held densely on an accelerator: no host work or copies per batch.
 
     Yields the same batches as :func:`make_loader` with the same seed and epoch: its ``sampler``
-    gives each epoch's order (see :class:`EpochBatches`), cut here into consecutive slices.
+    gives each epoch's order (see :class:`EpochBatches`), cut here into consecutive slices. The
+    counts, dosage, library sizes, row positions and covariates of all ``rows`` are copied to
+    ``device`` once, at construction (see :func:`fits_on_device`).
+
+    Parameters
+    ----------
+    dataset
+        The cells.
+    rows
+        Row positions of the cells to hold.
+    batch_size
+        Cells per batch; the last batch may be smaller.
+    shuffle
+        Whether to shuffle every epoch.
+    device
+        The accelerator to hold the cells on.
+    seed
+        Seed of the shuffles.
     """
 
     def __init__(
@@ -310,7 +594,13 @@ class DeviceBatches:
         return len(self.sampler)
 
     def perturbation_counts(self) -> np.ndarray:
-        """n_t over the rows held, (n_perturbations,) int64."""
+        """Count the cells of each perturbation, n_t, over the rows held.
+
+        Returns
+        -------
+        numpy.ndarray
+            n_t, (n_perturbations,) int64.
+        """
         return (self.dosage != 0).sum(0).cpu().numpy()
 
     def __iter__(self) -> Iterator[Batch]:
@@ -333,7 +623,28 @@ class DeviceBatches:
 def fits_on_device(
     dataset: CellDataset, n_rows: int, device: torch.device, fraction: float = 0.3
 ) -> bool:
-    """Whether dense counts and dosage of ``n_rows`` cells fit in ``fraction`` of free memory."""
+    """Tell whether ``n_rows`` cells, held densely, fit in a share of the device's free memory.
+
+    The estimate counts 4 bytes per value of the dense counts, dosage and covariates, plus two
+    values per cell (library size and row position).
+
+    Parameters
+    ----------
+    dataset
+        The cells; its shapes size the estimate.
+    n_rows
+        Number of cells to hold.
+    device
+        The device; only CUDA devices are considered.
+    fraction
+        Share of the device's currently free memory the cells may take.
+
+    Returns
+    -------
+    bool
+        Whether the estimate is below ``fraction`` of the free memory; always False for a
+        device that is not CUDA.
+    """
     if device.type != "cuda":
         return False
     n_covariates = 0 if dataset.covariates is None else dataset.covariates.shape[1]

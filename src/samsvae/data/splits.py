@@ -48,7 +48,14 @@ def train_validation_split(
 
     Returns
     -------
-    Sorted row positions of the training and the validation cells, int32 below 2**31 cells.
+    train : numpy.ndarray
+        Sorted row positions of the training cells.
+    validation : numpy.ndarray
+        Sorted row positions of the validation cells.
+
+    Notes
+    -----
+    The positions are int32 when ``n_cells`` fits in it (below 2**31 cells), int64 otherwise.
     """
     order = np.random.default_rng(seed).permutation(n_cells)
     if n_cells <= np.iinfo(np.int32).max:  # half the memory a genome-wide split holds
@@ -74,8 +81,9 @@ def shuffled_combinations(combinations: Iterable[str], *, seed: int) -> list[str
 
     Returns
     -------
-    The shuffled list; its last ``ceil(held_out_fraction * C)`` entries are the held-out
-    combinations of :func:`split_combinations` and :func:`norman_ood_split`.
+    list of str
+        The shuffled combinations; the last ``ceil(held_out_fraction * C)`` are the held-out
+        combinations of :func:`split_combinations` and :func:`norman_ood_split`.
     """
     return [str(c) for c in np.random.default_rng(seed).permutation(sorted(set(combinations)))]
 
@@ -96,7 +104,10 @@ def split_combinations(
 
     Returns
     -------
-    The kept and the held-out combinations, each sorted.
+    kept : list of str
+        The kept combinations, sorted.
+    held_out : list of str
+        The held-out combinations, sorted.
 
     Examples
     --------
@@ -112,7 +123,11 @@ def split_combinations(
 class Split:
     """Row positions of the training, validation and test cells of a named, seeded task.
 
-    Attributes
+    Splits are made by the task functions (:func:`make_split`, :func:`random_split`,
+    :func:`norman_ood_split`, :func:`norman_data_efficiency_split`) or read by :meth:`load`;
+    each constructor argument is kept as an attribute of the same name.
+
+    Parameters
     ----------
     task
         Name of the task that made the split (a key of :data:`TASKS`).
@@ -143,12 +158,17 @@ class Split:
         return str(self.parameters.get("dosage_encoding", "additive"))
 
     def check(self, adata: ad.AnnData) -> None:
-        """Raise ``ValueError`` unless ``adata`` holds the cells split, in the same order.
+        """Check that ``adata`` holds the cells split, in the same order.
 
         Parameters
         ----------
         adata
             The AnnData the row positions are meant for.
+
+        Raises
+        ------
+        ValueError
+            If its number of cells or its ``obs_names`` (in order) differ from those split.
         """
         if adata.n_obs != self.n_obs or _obs_names_sha256(adata) != self.obs_names_sha256:
             msg = (
@@ -179,7 +199,13 @@ class Split:
 
         Returns
         -------
-        The split, equal in every field to the one saved.
+        Split
+            The split, equal in every field to the one saved.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a split file of this format.
         """
         record = json.loads(Path(path).read_text())
         if record.pop("format", None) != SPLIT_FORMAT:
@@ -218,7 +244,8 @@ def random_split(
 
     Returns
     -------
-    The ``"random"`` split; every cell is in exactly one part.
+    Split
+        The ``"random"`` split; every cell is in exactly one part.
     """
     train, validation, test = (float(f) for f in fractions)
     if min(train, validation, test) < 0 or not math.isclose(train + validation + test, 1):
@@ -274,8 +301,9 @@ def norman_ood_split(
 
     Returns
     -------
-    The ``"norman_ood"`` split; ``parameters["test_combinations"]`` lists the held-out
-    combinations.
+    Split
+        The ``"norman_ood"`` split; ``parameters["test_combinations"]`` lists the held-out
+        combinations.
     """
     _check_fraction(fraction, "fraction")
     if dosage_encoding == "unique" and fraction < 1:
@@ -341,7 +369,8 @@ def norman_data_efficiency_split(
 
     Returns
     -------
-    The ``"norman_data_efficiency"`` split.
+    Split
+        The ``"norman_data_efficiency"`` split.
     """
     _check_fraction(fraction, "fraction")
     cells = _CombinationCells.of(
@@ -384,7 +413,8 @@ def make_split(adata: ad.AnnData, task: TaskName, *, seed: int = 0, **parameters
 
     Returns
     -------
-    The split.
+    Split
+        The split, with ``task`` and ``seed`` recorded in it.
     """
     if task not in TASKS:
         msg = f"task={task!r} is not a known task; choose one of {sorted(TASKS)}."

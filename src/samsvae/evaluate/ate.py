@@ -48,15 +48,42 @@ MAX_CHUNK_PARTICLES = 250
 
 
 def default_particles_per_chunk(n_rows: int, n_genes: int) -> int:
-    """Particles per chunk for ``n_rows`` decoded rows (control + interventions) of
-    ``n_genes``: by shape, between 1 and MAX_CHUNK_PARTICLES."""
+    """Number of particles to decode at once for a batch of rows of a given shape.
+
+    Each chunk holds at most ``CHUNK_VALUES`` (2**25) (particle, row, gene) values.
+
+    Parameters
+    ----------
+    n_rows
+        Rows decoded per particle: the control plus every intervention.
+    n_genes
+        Number of genes.
+
+    Returns
+    -------
+    int
+        ``CHUNK_VALUES // (n_rows * n_genes)``, clipped to between 1 and
+        ``MAX_CHUNK_PARTICLES`` (250).
+    """
     return max(1, min(MAX_CHUNK_PARTICLES, CHUNK_VALUES // max(1, n_rows * n_genes)))
 
 
 @dataclass(frozen=True)
 class EffectEstimate:
-    """Monte-Carlo treatment effects with their standard errors, (n_interventions, n_genes)
-    each, and the number of particles that produced them."""
+    """Monte-Carlo treatment effects with their standard errors.
+
+    Returned by :func:`estimate_average_treatment_effects`.
+
+    Parameters
+    ----------
+    effects
+        Average treatment effect of each intervention on each gene, (n_interventions, n_genes)
+        float32 on the CPU; log2 units under ``method="perturbseq"``.
+    standard_errors
+        Monte-Carlo standard error of each effect, same shape and units as ``effects``.
+    n_samples
+        Number of particles that produced the estimates.
+    """
 
     effects: torch.Tensor
     standard_errors: torch.Tensor
@@ -64,7 +91,22 @@ class EffectEstimate:
 
 
 def transform(x: torch.Tensor, method: ATEMethod) -> torch.Tensor:
-    """g(x) along the last axis; cells with zero total counts map to 0, not NaN."""
+    """Apply the expression transform g to cells along the last axis.
+
+    Parameters
+    ----------
+    x
+        Cells, (..., n_genes): counts for ``"perturbseq"``.
+    method
+        ``"mean"``: g is the identity; ``"perturbseq"``: g(x) = log2(1 + 1e4 * x / sum_j x_j).
+
+    Returns
+    -------
+    torch.Tensor
+        g(x), same shape as ``x``: ``x`` itself (not a copy) for ``"mean"``; for
+        ``"perturbseq"`` a new tensor in log2 units, in which cells with zero total counts map
+        to 0, not NaN.
+    """
     if method == "mean":
         return x
     total = x.sum(-1, keepdim=True)
@@ -77,18 +119,51 @@ def transform(x: torch.Tensor, method: ATEMethod) -> torch.Tensor:
 def particle_transform(
     module: SAMSVAEModule, method: ATEMethod, estimator: ATEEstimator, library_size: LibrarySize
 ) -> tuple[CountOutput, Callable[[torch.Tensor, float | torch.Tensor], torch.Tensor]]:
-    """What each particle's decoder returns, and g of it given the library size.
+    """Choose what each particle's decoder returns, and how to take g of it.
 
-    ``"sampled"`` draws counts and applies :func:`transform`. ``"expected"`` takes the
-    likelihood's mean mu and returns E[g(x) | mu]: mu itself for ``"mean"``, and for
-    ``"perturbseq"`` E[log2(1 + 1e4 x_g / l)], which replaces the cell total S = sum_j x_j by
-    its expectation, the particle's library size l (the per-gene expectation itself is
-    tabulated to about 3e-4). That is the one approximation: to second order in S - l (and
-    leaving out x_g's own part of S) it moves each mean by at most CV^2 / (2 ln 2), with
-    CV^2 = Var(S) / l^2 = sum_j mu_j (1 + mu_j / theta_j) / l^2, and it largely cancels
-    between control and intervention (measured on effects: -0.011 to 0.000 log2 units on
-    average, ``benchmarks/science/ate_estimator.py``). A likelihood without counts
-    (``normal``) has nothing to integrate under ``"perturbseq"`` and is sampled.
+    Parameters
+    ----------
+    module
+        The fitted model.
+    method
+        The transform g: ``"mean"`` or ``"perturbseq"`` (:func:`transform`).
+    estimator
+        ``"sampled"`` draws counts and applies :func:`transform`; ``"expected"`` takes the
+        likelihood's mean mu and returns E[g(x) | mu].
+    library_size
+        A fixed library size, or ``"data"`` (library sizes drawn from the training control
+        cells'); under ``"expected"`` with ``"perturbseq"`` it sets the range of the table of
+        expectations.
+
+    Returns
+    -------
+    output : {"counts", "mean", "log_mean"}
+        What to ask the decoder for (the ``output`` argument of ``module.generate``): drawn
+        counts, the likelihood's mean, or its log.
+    g : callable
+        ``g(values, library)`` maps the decoder's output (..., n_genes) and the library size
+        (a number, or (n_particles, 1) with one per particle) to g(x), or to its expectation
+        given mu, (..., n_genes).
+
+    Raises
+    ------
+    ValueError
+        If ``estimator`` is not ``"expected"`` or ``"sampled"``.
+
+    Notes
+    -----
+    Under ``"expected"``, g of mu is mu itself for ``"mean"``. For ``"perturbseq"`` it is
+    E[log2(1 + 1e4 x_g / l)], which replaces the cell total S = sum_j x_j by its expectation,
+    the particle's library size l (the per-gene expectation itself is tabulated to about
+    3e-4). That is the one approximation: to second order in S - l (and leaving out x_g's own
+    part of S) it moves each mean by at most CV^2 / (2 ln 2), with
+    CV^2 = Var(S) / l^2 = sum_j mu_j (1 + mu_j / theta_j) / l^2, and it largely cancels between
+    control and intervention (measured on the effects of a simulation and two real screens:
+    -0.011 to 0.000 log2 units on average; see "Treatment-effect estimators" in the
+    documentation's results page).
+
+    A likelihood without counts (``normal``) has nothing to integrate under
+    ``"perturbseq"``: it is sampled whatever ``estimator`` says.
     """
     if estimator not in ATE_ESTIMATORS:
         msg = f"estimator={estimator!r} is not one of {ATE_ESTIMATORS}."
@@ -203,26 +278,67 @@ def estimate_average_treatment_effects(
     covariates: torch.Tensor | None = None,
     progress: bool = False,
 ) -> EffectEstimate:
-    """Monte-Carlo ATE of each dosage row (n_interventions, T), with standard errors.
+    """Estimate the average treatment effect of each dosage row, with standard errors.
 
-    Each particle draws the globals from q and z_basal from the prior and takes g of the cells
-    it generates at ``library_size``, under the control and every intervention: of drawn counts
-    (``estimator="sampled"``) or integrated over the counts (``"expected"``: the same
-    expectation up to replacing each cell's total count by its library size, with the count
-    noise gone; :func:`particle_transform`). ``share_basal=True`` uses one z_basal per particle
-    for the control and all interventions (common random numbers: the same expectation with
-    less variance); ``False`` draws one per intervention. The default (None) shares it under
-    ``"expected"`` and not under ``"sampled"``, which is then the paper's estimator.
-    ``library_size="data"`` draws each particle's library size from the training control
-    cells' (the same for the control and the interventions of that particle). A model with
-    covariates draws them per particle from the training shares (an effect averaged over
-    batches), unless ``covariates`` (n_covariates,) fixes one row.
+    ATE(a) = E[g(x) | do(d_a)] - E[g(x) | do(0)], estimated by Monte Carlo. Each particle
+    draws the global variables from q and z_basal from the prior, and takes g of the cells it
+    generates at ``library_size`` under the control and under every intervention.
 
-    The standard error of each effect is the standard deviation over particles of (g under the
-    intervention - g under the control), over sqrt(particles). ``n_samples="auto"`` adds chunks
-    of particles until every standard error is at most ``target_standard_error`` (between
-    ``AUTO_SAMPLES`` particles). ``progress`` shows a bar when the estimate takes more than two
-    seconds.
+    Parameters
+    ----------
+    module
+        The fitted model.
+    dosage
+        Dosage rows d_a, (n_interventions, n_perturbations); the control (all zeros) is added
+        internally.
+    method
+        The transform g: ``"perturbseq"`` (default; log2(1 + 1e4 * x / sum_j x_j), effects
+        in log2 units) or ``"mean"`` (identity; effects in the units of the generated
+        expression).
+    estimator
+        ``"expected"`` (default) integrates each gene's counts out given the particle's latent
+        state: the same expectation up to replacing each cell's total count by its library
+        size, with the count noise gone (:func:`particle_transform`). ``"sampled"`` takes g of
+        drawn counts.
+    n_samples
+        Number of particles, or ``"auto"`` (default): add chunks of particles until every
+        standard error is at most ``target_standard_error``, between ``AUTO_SAMPLES``
+        (200 and 10,000) particles.
+    target_standard_error
+        Largest standard error accepted by ``n_samples="auto"``, in the units of the effects
+        (default 0.02).
+    library_size
+        Library size of the generated cells (default 1e4), or ``"data"``: each particle draws
+        its own from the training control cells' library sizes, the same for the control and
+        the interventions of that particle.
+    particles_per_chunk
+        Particles decoded at once; by default chosen from the shape
+        (:func:`default_particles_per_chunk`).
+    share_basal
+        True uses one z_basal per particle for the control and all interventions (common
+        random numbers: the same expectation with less variance); False draws one per
+        intervention. The default (None) shares it under ``"expected"`` and not under
+        ``"sampled"``, which is then the paper's estimator.
+    covariates
+        One-hot covariate row (n_covariates,) that fixes the covariates of every particle. By
+        default a model with covariates draws them per particle from the training cells'
+        shares (an effect averaged over batches).
+    progress
+        Show a progress bar when the estimate takes more than two seconds.
+
+    Returns
+    -------
+    EffectEstimate
+        ``effects`` and ``standard_errors`` (n_interventions, n_genes) float32 on the CPU, and
+        ``n_samples``, the number of particles used.
+
+    Notes
+    -----
+    The standard error of each effect is the standard deviation over particles of (g under
+    the intervention - g under the control), divided by sqrt(number of particles); it is
+    infinite with fewer than two particles. With ``n_samples="auto"`` the standard errors are
+    checked after each chunk once 200 particles are done, so the number used is a multiple of
+    the chunk size, capped at 10,000.
     """
     if share_basal is None:
         share_basal = estimator == "expected"
@@ -268,8 +384,24 @@ def _standard_errors(sums: torch.Tensor, squares: torch.Tensor, n: int) -> torch
 def model_average_treatment_effects(
     module: SAMSVAEModule, dosage: torch.Tensor, **options: Any
 ) -> torch.Tensor:
-    """The effects of :func:`estimate_average_treatment_effects` (same arguments) alone,
-    (n_interventions, n_genes)."""
+    """Estimate the average treatment effect of each dosage row, without standard errors.
+
+    Parameters
+    ----------
+    module
+        The fitted model.
+    dosage
+        Dosage rows, (n_interventions, n_perturbations).
+    **options
+        Keyword arguments of :func:`estimate_average_treatment_effects` (``method``,
+        ``estimator``, ``n_samples``, ``library_size``, ...), with the same defaults.
+
+    Returns
+    -------
+    torch.Tensor
+        The effects of :func:`estimate_average_treatment_effects`, (n_interventions, n_genes)
+        float32 on the CPU; log2 units under ``method="perturbseq"``.
+    """
     return estimate_average_treatment_effects(module, dosage, **options).effects
 
 
@@ -288,17 +420,51 @@ def model_average_treatment_effect_draws(
     covariates: torch.Tensor | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Posterior draws of the ATE: one per draw of the global variables from q.
+    """Draw the ATE from its posterior: one estimate per draw of the global variables from q.
 
-    For each of ``n_global_samples`` draws (E, M) ~ q, the ATE given those globals is estimated
-    with ``n_samples_per_global`` basal states (common random numbers between control and
-    interventions by default) and the counts integrated out (``estimator="expected"``, see
-    :func:`particle_transform`) or drawn (``"sampled"``), which keeps the Monte-Carlo part of
-    the spread small.
-    Quantiles over the draws are posterior intervals of the treatment effects; the spread
-    includes the inner Monte-Carlo error, so intervals are slightly conservative. ``progress``
-    as in :func:`model_average_treatment_effects`.
-    Returns (n_global_samples, n_interventions, n_genes).
+    For each of ``n_global_samples`` draws (E, M) ~ q, the ATE given those globals is
+    estimated from ``n_samples_per_global`` basal states, which keeps the Monte-Carlo part of
+    the spread small. Quantiles over the draws are posterior intervals of the treatment
+    effects; the spread includes the inner Monte-Carlo error, so intervals are slightly
+    conservative.
+
+    Parameters
+    ----------
+    module
+        The fitted model.
+    dosage
+        Dosage rows d_a, (n_interventions, n_perturbations).
+    method
+        The transform g: ``"perturbseq"`` (default; log2 units) or ``"mean"``, as in
+        :func:`estimate_average_treatment_effects`.
+    n_global_samples
+        Number of draws of the global variables, i.e. of ATE draws returned (default 100).
+    n_samples_per_global
+        Basal states (and counts, or their expectation) averaged per global draw
+        (default 100).
+    library_size
+        Library size of the generated cells (default 1e4), or ``"data"`` to draw one per
+        particle from the training control cells' library sizes.
+    particles_per_chunk
+        Particles decoded at once; by default chosen from the shape
+        (:func:`default_particles_per_chunk`).
+    share_basal
+        True (default) uses one basal state per particle for the control and every
+        intervention (common random numbers); False draws one per intervention.
+    estimator
+        ``"expected"`` (default) integrates the counts out (:func:`particle_transform`);
+        ``"sampled"`` draws them.
+    covariates
+        One-hot covariate row (n_covariates,) that fixes the covariates; by default each
+        particle draws them from the training cells' shares.
+    progress
+        Show a progress bar over the global draws when the estimate takes more than two
+        seconds.
+
+    Returns
+    -------
+    torch.Tensor
+        ATE draws, (n_global_samples, n_interventions, n_genes) float32 on the CPU.
     """
     chunks = _per_draw_means(
         module,
@@ -317,16 +483,43 @@ def model_average_treatment_effect_draws(
 
 
 def defined_cells(block: sp.spmatrix | np.ndarray, method: ATEMethod) -> np.ndarray:
-    """Which rows of a block of cells have a defined g(x), (n_rows,) bool: every row for
-    ``"mean"``; for ``"perturbseq"`` the rows with total counts > 0 (x / sum_j x_j is undefined
-    at 0, and :func:`transform` maps such rows to zeros, which are not expression values)."""
+    """Find the cells of a block whose transform g(x) is defined.
+
+    Parameters
+    ----------
+    block
+        Cells as rows, (n_rows, n_genes), sparse or dense.
+    method
+        ``"mean"``: every row is defined. ``"perturbseq"``: rows with total counts > 0 are
+        (x / sum_j x_j is undefined at 0, and :func:`transform` maps such rows to zeros,
+        which are not expression values).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_rows,) bool, True where g(x) is defined.
+    """
     if method == "mean":
         return np.ones(block.shape[0], dtype=bool)
     return np.asarray(block.sum(axis=1)).ravel() > 0
 
 
 def transform_cells(block: sp.spmatrix | np.ndarray, method: ATEMethod) -> np.ndarray:
-    """g(x) of a block of cells (rows, sparse or dense) as a dense float64 array."""
+    """Apply the transform g to a block of cells.
+
+    Parameters
+    ----------
+    block
+        Cells as rows, (n_rows, n_genes), sparse or dense.
+    method
+        ``"mean"`` (identity) or ``"perturbseq"`` (:func:`transform`).
+
+    Returns
+    -------
+    numpy.ndarray
+        g(x), (n_rows, n_genes) dense float64; under ``"perturbseq"`` rows with zero total
+        counts are zeros.
+    """
     dense = block.toarray() if sp.issparse(block) else np.asarray(block)
     return transform(torch.from_numpy(dense.astype(np.float64)), method).numpy()
 
@@ -339,8 +532,33 @@ def transformed_cells_of(
     *,
     needed_for: str,
 ) -> np.ndarray:
-    """g(x) of the cells labelled ``label`` whose g(x) is defined (:func:`defined_cells`),
-    (n_cells, G); refuses a label with no such cells."""
+    """Transform the cells with a given label, leaving out those without a defined g(x).
+
+    Parameters
+    ----------
+    expression
+        Counts, (n_cells, n_genes), sparse CSR or dense.
+    labels
+        Label of each cell, (n_cells,).
+    label
+        The label to select.
+    method
+        ``"mean"`` or ``"perturbseq"``; under ``"perturbseq"`` cells with zero total counts
+        are left out (:func:`defined_cells`).
+    needed_for
+        What the cells are needed for, quoted in the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        g(x) of the selected cells, (n_selected, n_genes) float64.
+
+    Raises
+    ------
+    ValueError
+        If no cell has the label, or (under ``"perturbseq"``) every such cell has zero total
+        counts.
+    """
     rows = np.flatnonzero(labels == label)
     if len(rows) == 0:
         msg = f"No cells are labelled {label!r}; {needed_for} needs observed cells for it."
@@ -365,9 +583,36 @@ def data_average_treatment_effects(
     *,
     method: ATEMethod = "perturbseq",
 ) -> np.ndarray:
-    """Mean g(x) of cells labelled ``a`` minus that of control cells; (len(interventions), G).
+    """Compute the observed average treatment effects from labelled cells.
 
-    With ``method="perturbseq"``, cells with zero total counts are left out of both means.
+    ATE(a) is the mean g(x) of the cells labelled ``a`` minus that of the control cells.
+
+    Parameters
+    ----------
+    expression
+        Counts, (n_cells, n_genes), sparse CSR or dense.
+    labels
+        Perturbation label of each cell, (n_cells,).
+    interventions
+        Labels whose effects to compute.
+    control
+        Label of the control cells.
+    method
+        ``"perturbseq"`` (default): g(x) = log2(1 + 1e4 * x / sum_j x_j), effects in log2
+        units; cells with zero total counts are left out of both means. ``"mean"``: g is the
+        identity, effects in counts.
+
+    Returns
+    -------
+    numpy.ndarray
+        Effects, (len(interventions), n_genes) float64, rows in the order of
+        ``interventions``.
+
+    Raises
+    ------
+    ValueError
+        If a label (or the control) has no cells, or only cells with zero total counts under
+        ``"perturbseq"``.
     """
 
     def group_mean(label: str) -> np.ndarray:

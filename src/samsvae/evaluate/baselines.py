@@ -27,14 +27,39 @@ _CHUNK_ROWS = 10_000
 
 @dataclass(frozen=True)
 class EffectBaselines:
-    """Fitted baselines; ``single_effects`` (T, G) is NaN for perturbations never seen alone."""
+    """Non-learned treatment-effect baselines fitted by :func:`fit_effect_baselines`.
+
+    Parameters
+    ----------
+    perturbed_effect
+        Mean g(x) of all perturbed training cells minus the control mean, (n_genes,).
+    single_effects
+        Observed effect of each perturbation applied alone, (n_perturbations, n_genes); NaN
+        for perturbations never seen alone.
+    ridge_weights
+        Ridge-regression weights W of g(x) on the dosage row, (n_perturbations, n_genes).
+    """
 
     perturbed_effect: np.ndarray
     single_effects: np.ndarray
     ridge_weights: np.ndarray
 
     def predict(self, dosage: np.ndarray) -> dict[str, np.ndarray]:
-        """ATE of each dosage row (A, T) under every baseline, each (A, G)."""
+        """Predict the ATE of each dosage row under every baseline.
+
+        Parameters
+        ----------
+        dosage
+            Dosage rows d_a, (n_interventions, n_perturbations).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            One (n_interventions, n_genes) float64 array per baseline: ``"control_mean"``
+            (zeros), ``"perturbed_mean"`` (``perturbed_effect`` on every row), ``"additive"``
+            (d_a @ ``single_effects``; NaN rows where some perturbation of the row was never
+            seen alone) and ``"ridge"`` (d_a @ ``ridge_weights``).
+        """
         dosage = np.asarray(dosage, dtype=np.float64)
         n_interventions, n_genes = dosage.shape[0], self.ridge_weights.shape[1]
         used = dosage != 0
@@ -66,7 +91,40 @@ def fit_effect_baselines(
     method: ATEMethod = "perturbseq",
     ridge_alpha: float = 1.0,
 ) -> EffectBaselines:
-    """Fit the baselines on training cells: ``expression`` (N, G), ``dosage`` (N, T) CSR."""
+    """Fit the non-learned treatment-effect baselines on training cells.
+
+    Control cells are those with an all-zero dosage row; a cell is a single-perturbation cell
+    when its row has one non-zero entry, equal to 1. Under ``"perturbseq"`` cells with zero
+    total counts have no g(x) and are left out of every mean and of the regression.
+
+    Parameters
+    ----------
+    expression
+        Counts, (n_cells, n_genes), sparse CSR or dense.
+    dosage
+        Dosage of each cell, (n_cells, n_perturbations), converted to float64 CSR.
+    method
+        ``"perturbseq"`` (default; g(x) = log2(1 + 1e4 * x / sum_j x_j), log2 units) or
+        ``"mean"`` (identity).
+    ridge_alpha
+        L2 penalty on the ridge weights (default 1.0); the intercept is not penalised.
+
+    Returns
+    -------
+    EffectBaselines
+        The fitted baselines; call :meth:`EffectBaselines.predict` for effects.
+
+    Raises
+    ------
+    ValueError
+        If no control cell (with counts, under ``"perturbseq"``) is among the training cells.
+
+    Notes
+    -----
+    The ridge weights solve (Dc^T Dc + alpha I) W = Dc^T Yc, with D the dosage rows and Y the
+    transformed expression, both centred (Dc, Yc) so that the intercept is unpenalised; its
+    ATE prediction is W d_a.
+    """
     dosage = sp.csr_matrix(dosage, dtype=np.float64)
     n_cells, n_perturbations = dosage.shape
     is_control = np.asarray(dosage.getnnz(axis=1) == 0)

@@ -54,12 +54,26 @@ SIMILARITY_METRICS = ("cosine", "jaccard")
 # --- posterior summaries of the global variables ----------------------------------------------
 @dataclass(frozen=True)
 class GlobalSummary:
-    """Posterior summaries of the global variables, each (n_perturbations, n_latent) float64.
+    """Posterior summaries of the global variables, returned by :func:`summarise_globals`.
 
-    ``embedding_lower``/``embedding_upper`` bound the central ``level`` credible interval of
-    q(e_tk) (for the correlated guide, of its marginal over the masks); ``shift_mean`` is
-    E_q[e_tk m_tk].
-    ``closed_form`` says whether the values are exact (mean-field) or Monte-Carlo estimates.
+    Parameters
+    ----------
+    mask_probabilities
+        Mask inclusion probabilities q(m_tk = 1), (n_perturbations, n_latent) float64.
+    embedding_mean
+        Mean of q(e_tk) (for the correlated guide, of its marginal over the masks),
+        (n_perturbations, n_latent) float64.
+    embedding_lower
+        Lower bound of the central ``level`` credible interval of q(e_tk), same shape.
+    embedding_upper
+        Upper bound of that interval, same shape.
+    shift_mean
+        E_q[e_tk m_tk], the expected latent shift, same shape.
+    level
+        Probability mass of the credible interval, e.g. 0.9.
+    closed_form
+        True when the values are exact (mean-field guides), False when they are Monte-Carlo
+        estimates.
     """
 
     mask_probabilities: np.ndarray
@@ -81,8 +95,41 @@ def summarise_globals(
     chunk_size: int = 64,
     generator: torch.Generator | None = None,
 ) -> GlobalSummary:
-    """Summaries of q(M) q(E | M) for all ``n_perturbations``: exact for the mean-field guides,
-    from ``n_samples`` draws (``chunk_size`` perturbations at a time) otherwise."""
+    """Summarise the posterior q(M) q(E | M) of the global variables.
+
+    Exact for the mean-field guides (and the unmasked guide of CPA-VAE): a Normal interval for
+    e_tk and E_q[e_tk m_tk] = q(m_tk = 1) E_q[e_tk]. Otherwise (the correlated guide)
+    Monte-Carlo estimates from ``n_samples`` draws; mask probabilities are the guide's in
+    either case.
+
+    Parameters
+    ----------
+    guide
+        The model's guide (``module.guide``).
+    n_perturbations
+        Number of perturbations; all of them are summarised.
+    level
+        Probability mass of the central credible interval, strictly between 0 and 1
+        (default 0.9).
+    n_samples
+        Draws per perturbation for the Monte-Carlo estimates (default 1000); unused by the
+        mean-field guides.
+    chunk_size
+        Perturbations drawn at a time for the Monte-Carlo estimates (default 64).
+    generator
+        Random-number generator for the draws; the global one by default.
+
+    Returns
+    -------
+    GlobalSummary
+        Mask probabilities, embedding mean and interval, and expected shift, each
+        (n_perturbations, n_latent) float64.
+
+    Raises
+    ------
+    ValueError
+        If ``level`` is not strictly between 0 and 1.
+    """
     if not 0 < level < 1:
         msg = f"level={level} must lie strictly between 0 and 1, e.g. 0.9."
         raise ValueError(msg)
@@ -120,8 +167,24 @@ def summarise_globals(
 def global_summary_table(
     summary: GlobalSummary, perturbations: Iterable[str], latent_names: Iterable[str]
 ) -> pd.DataFrame:
-    """``summary`` as a long table indexed by (perturbation, latent): ``mask_probability``,
-    ``embedding_mean``, ``embedding_lower``, ``embedding_upper``, ``shift_mean``."""
+    """Lay out a :class:`GlobalSummary` as a long table.
+
+    Parameters
+    ----------
+    summary
+        Posterior summaries from :func:`summarise_globals`.
+    perturbations
+        Names of the perturbations, in row order of the summary.
+    latent_names
+        Names of the latent dimensions, in column order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (perturbation, latent) pair, indexed by that pair, with columns
+        ``mask_probability``, ``embedding_mean``, ``embedding_lower``, ``embedding_upper``
+        and ``shift_mean``.
+    """
     index = pd.MultiIndex.from_product(
         [list(perturbations), list(latent_names)], names=["perturbation", "latent"]
     )
@@ -137,9 +200,18 @@ def global_summary_table(
 
 # --- similarity and clustering ----------------------------------------------------------------
 def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
-    """Cosine similarity of the rows of ``vectors`` (n, K) -> (n, n).
+    """Compute the cosine similarity between the rows of a matrix.
 
-    A zero row is similar to nothing (0) but itself (1).
+    Parameters
+    ----------
+    vectors
+        Rows to compare, (n, K), e.g. E_q[e_t * m_t] of each perturbation.
+
+    Returns
+    -------
+    numpy.ndarray
+        Similarities in [-1, 1], (n, n) float64, with 1 on the diagonal. A zero row is similar
+        to nothing (0) but itself (1).
     """
     vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(vectors, axis=1)
@@ -150,9 +222,23 @@ def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
 
 
 def jaccard_similarity(masks: np.ndarray) -> np.ndarray:
-    """Jaccard index |A & B| / |A | B| of the binary rows of ``masks`` (n, K) -> (n, n).
+    """Compute the Jaccard index ``|A & B| / |A | B|`` between binary rows.
 
-    Two rows with no active entry share nothing (0); the diagonal is 1.
+    Parameters
+    ----------
+    masks
+        Binary masks (0 or 1, or bool), (n, K); threshold probabilities first (e.g. q > 0.5).
+
+    Returns
+    -------
+    numpy.ndarray
+        Similarities in [0, 1], (n, n) float64, with 1 on the diagonal. Two rows with no
+        active entry share nothing (0).
+
+    Raises
+    ------
+    ValueError
+        If ``masks`` has entries other than 0 and 1.
     """
     masks = np.asarray(masks).astype(np.float64)
     if not np.isin(masks, (0.0, 1.0)).all():
@@ -168,8 +254,17 @@ def jaccard_similarity(masks: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Clustering:
-    """Hierarchical clustering of n items: ``labels`` (n,) in 1..n_clusters, ``order`` (n,) the
-    dendrogram's leaf order (a row order for heatmaps), ``linkage`` scipy's (n - 1, 4) matrix."""
+    """Hierarchical clustering of n items, returned by :func:`cluster_by_similarity`.
+
+    Parameters
+    ----------
+    labels
+        Cluster of each item, (n,) int in 1..n_clusters.
+    order
+        The dendrogram's leaf order, (n,): a row order for heatmaps.
+    linkage
+        The linkage matrix of ``scipy.cluster.hierarchy.linkage``, (n - 1, 4).
+    """
 
     labels: np.ndarray
     order: np.ndarray
@@ -183,10 +278,35 @@ def cluster_by_similarity(
     distance_threshold: float | None = None,
     method: Literal["average", "complete", "single"] = "average",
 ) -> Clustering:
-    """Agglomerative clustering on the distance 1 - ``similarity`` (scipy ``linkage``).
+    """Cluster items hierarchically on the distance 1 - similarity.
 
-    Cut the tree into at most ``n_clusters`` clusters, or where the merge distance exceeds
-    ``distance_threshold``: pass exactly one of them.
+    Agglomerative clustering with scipy's ``linkage``; the similarity is symmetrised first,
+    (S + S^T) / 2, and distances below 0 are set to 0.
+
+    Parameters
+    ----------
+    similarity
+        Square similarity matrix, (n, n), e.g. from :func:`cosine_similarity` or
+        :func:`jaccard_similarity`.
+    n_clusters
+        Cut the tree into at most this many clusters.
+    distance_threshold
+        Cut the tree where the merge distance exceeds this value. Pass exactly one of
+        ``n_clusters`` and ``distance_threshold``.
+    method
+        Linkage: ``"average"`` (default), ``"complete"`` or ``"single"``.
+
+    Returns
+    -------
+    Clustering
+        Cluster labels, leaf order and linkage matrix. With fewer than two items every item
+        is in cluster 1 and the linkage matrix is empty.
+
+    Raises
+    ------
+    ValueError
+        If both or neither of ``n_clusters`` and ``distance_threshold`` are given, or
+        ``similarity`` is not square.
     """
     if (n_clusters is None) == (distance_threshold is None):
         msg = "Pass exactly one of `n_clusters` or `distance_threshold`."
@@ -216,12 +336,33 @@ PROGRAM_ROTATIONS = ("varimax", "none")
 def varimax_rotation(
     loadings: np.ndarray, *, normalize: bool = True, max_iter: int = 1000, tol: float = 1e-10
 ) -> np.ndarray:
-    """Orthogonal R (K, K) maximising the varimax criterion of ``loadings`` (n, K) @ R.
+    """Find the orthogonal rotation that maximises the varimax criterion of a loading matrix.
 
     Varimax (Kaiser 1958) maximises sum_k Var_i[(L R)_ik^2]: it favours columns with a few large
-    and many near-zero entries. ``normalize`` scales rows to unit length first (Kaiser
-    normalisation) so that the largest rows do not decide the rotation alone; zero rows are left
-    out. Fixed-point iteration: R <- U V^T from the SVD of the criterion's gradient.
+    and many near-zero entries.
+
+    Parameters
+    ----------
+    loadings
+        Loading matrix L, (n, K).
+    normalize
+        Scale rows to unit length first (Kaiser normalisation, default True), so that the
+        largest rows do not decide the rotation alone; zero rows are left out.
+    max_iter
+        Largest number of iterations (default 1000).
+    tol
+        Stop when the criterion (the sum of the gradient's singular values) grows by a
+        relative amount of at most ``tol`` (default 1e-10).
+
+    Returns
+    -------
+    numpy.ndarray
+        Orthogonal rotation R, (K, K); the rotated loadings are L @ R. The identity when no
+        row is left.
+
+    Notes
+    -----
+    Fixed-point iteration: R <- U V^T from the SVD U S V^T of the criterion's gradient.
     """
     x = np.asarray(loadings, dtype=np.float64)
     if normalize:
@@ -245,9 +386,17 @@ def varimax_rotation(
 
 @dataclass(frozen=True)
 class LatentPrograms:
-    """``directions`` (n_programs, n_latent): orthonormal rows, each a program's direction in
-    latent space; ``loadings`` (n_perturbations, n_programs) = shifts @ directions.T, how far
-    each perturbation moves the cell along each program."""
+    """Latent programs, returned by :func:`latent_programs`.
+
+    Parameters
+    ----------
+    directions
+        Orthonormal rows, (n_programs, n_latent), each a program's direction in latent space
+        (n_programs = n_latent).
+    loadings
+        Loadings shifts @ directions.T, (n_perturbations, n_programs): how far each
+        perturbation moves the cell along each program.
+    """
 
     directions: np.ndarray
     loadings: np.ndarray
@@ -256,14 +405,34 @@ class LatentPrograms:
 def latent_programs(
     shifts: np.ndarray, *, rotation: ProgramRotation = "varimax"
 ) -> LatentPrograms:
-    """An orthonormal basis of the latent space in which the perturbation shifts are sparse.
+    """Find an orthonormal basis of the latent space in which the perturbation shifts are sparse.
 
-    ``shifts`` (n_perturbations, n_latent) are E_q[e_t * m_t]. Why rotate: the basal prior is
-    isotropic, so when the masks are dense the fitted latent axes are a mixture of the mechanisms
-    rather than the mechanisms themselves; if each perturbation touches few mechanisms, the
-    varimax rotation of the shifts points its axes at them. ``"none"`` keeps the latent axes.
-    Each program is oriented so that its cubed loadings sum to >= 0 (the heaviest loadings are
-    positive) and programs are ordered by their sum of squared loadings, largest first.
+    Why rotate: the basal prior is isotropic, so when the masks are dense the fitted latent
+    axes are a mixture of the mechanisms rather than the mechanisms themselves; if each
+    perturbation touches few mechanisms, the varimax rotation of the shifts
+    (:func:`varimax_rotation`) points its axes at them.
+
+    Parameters
+    ----------
+    shifts
+        Expected latent shifts E_q[e_t * m_t], (n_perturbations, n_latent), e.g.
+        ``GlobalSummary.shift_mean``.
+    rotation
+        ``"varimax"`` (default) or ``"none"``, which keeps the latent axes (identity
+        directions, loadings equal to ``shifts``).
+
+    Returns
+    -------
+    LatentPrograms
+        Directions (n_latent, n_latent) and loadings (n_perturbations, n_latent). Under
+        ``"varimax"`` each program is oriented so that its cubed loadings sum to >= 0 (the
+        heaviest loadings are positive) and programs are ordered by their sum of squared
+        loadings, largest first.
+
+    Raises
+    ------
+    ValueError
+        If ``rotation`` is not ``"varimax"`` or ``"none"``.
     """
     shifts = np.asarray(shifts, dtype=np.float64)
     if rotation not in PROGRAM_ROTATIONS:
@@ -289,11 +458,32 @@ def latent_gene_response(
     basal: torch.Tensor | None = None,
     directions: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
-    """f(basal + step d_j) - f(basal) for each direction d_j; (n_directions, n_genes).
+    """Compute how the decoded expression responds to a step along each latent direction.
 
-    ``decode`` maps z (n, n_latent) to the expression scale compared (n, n_genes); ``basal``
-    (n_latent,) defaults to the prior mean 0; ``directions`` (n_directions, n_latent) default to
-    the latent axes e_k (the identity), e.g. the rows of :func:`latent_programs` otherwise.
+    The response to direction d_j is f(basal + step d_j) - f(basal).
+
+    Parameters
+    ----------
+    decode
+        The function f: maps z (n, n_latent) to the expression scale compared,
+        (n, n_genes), e.g. :func:`decoder_expression_scale`.
+    n_latent
+        Number of latent dimensions.
+    step
+        Length of the step along each direction (default 1.0).
+    basal
+        Point the steps start from, (n_latent,); the prior mean 0 by default. Its dtype sets
+        that of the directions.
+    directions
+        Directions d_j, (n_directions, n_latent); the latent axes e_k (the identity) by
+        default, or e.g. ``LatentPrograms.directions`` from :func:`latent_programs`.
+
+    Returns
+    -------
+    torch.Tensor
+        Response of each gene to each direction, (n_directions, n_genes), in the units of
+        ``decode``'s output (natural-log fold changes with :func:`decoder_expression_scale`
+        for count likelihoods).
     """
     if basal is None:
         basal = torch.zeros(n_latent)
@@ -306,8 +496,20 @@ def latent_gene_response(
 
 
 def decoder_expression_scale(module: SAMSVAEModule) -> Callable[[torch.Tensor], torch.Tensor]:
-    """z -> log expected normalised expression (count likelihoods; library size 1), or the
-    expected value (``normal``), through ``module``'s decoder and likelihood head."""
+    """Make the decoding function f used by :func:`latent_gene_response`.
+
+    Parameters
+    ----------
+    module
+        The fitted model; its covariates, if any, are set to the training cells' shares.
+
+    Returns
+    -------
+    callable
+        f(z): maps z (n, n_latent) to an (n, n_genes) CPU tensor through ``module``'s
+        decoder and likelihood head: the natural log of the expected normalised expression
+        (library size 1) for count likelihoods, or the expected value for ``normal``.
+    """
     device = next(module.parameters()).device
 
     def decode(z: torch.Tensor) -> torch.Tensor:
@@ -326,8 +528,26 @@ def rank_genes(
     latent_names: Iterable[str] | None = None,
     n_top: int | None = None,
 ) -> pd.DataFrame:
-    """Long table (latent, rank, gene, effect) of ``response`` (n_latent, n_genes), genes ranked
-    by |effect| within each latent dimension (rank 1 moves most); ``n_top`` keeps the first."""
+    """Rank the genes each latent dimension (or direction) moves most.
+
+    Parameters
+    ----------
+    response
+        Gene responses, (n_latent, n_genes), e.g. from :func:`latent_gene_response`.
+    genes
+        Gene names, (n_genes,).
+    latent_names
+        Name of each row of ``response``; 0, 1, ... by default.
+    n_top
+        Keep only the first ``n_top`` genes of each row; all genes by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table with columns ``latent``, ``rank``, ``gene`` and ``effect`` (the signed
+        response), genes ranked by ``|effect|`` within each row of ``response`` (rank 1 moves
+        most).
+    """
     response = np.asarray(response, dtype=np.float64)
     genes = np.asarray(list(genes), dtype=object)
     names = list(latent_names) if latent_names is not None else list(range(len(response)))
@@ -345,7 +565,19 @@ def rank_genes(
 
 # --- gene-set enrichment ----------------------------------------------------------------------
 def read_gmt(path: str | Path) -> dict[str, list[str]]:
-    """Gene sets of a GMT file: one set a line, ``name<TAB>description<TAB>gene<TAB>gene...``."""
+    """Read the gene sets of a GMT file.
+
+    Parameters
+    ----------
+    path
+        GMT file: one set a line, ``name<TAB>description<TAB>gene<TAB>gene...``.
+
+    Returns
+    -------
+    dict of str to list of str
+        Genes of each set, by set name; empty gene fields are skipped, as are lines without a
+        name.
+    """
     gene_sets: dict[str, list[str]] = {}
     for line in Path(path).read_text().splitlines():
         fields = [field.strip() for field in line.split("\t")]
@@ -359,14 +591,29 @@ def gene_set_enrichment(
     gene_sets: Mapping[str, Iterable[str]] | str | Path,
     universe: Iterable[str],
 ) -> pd.DataFrame:
-    """Over-representation of each gene set in each query set (e.g. a cluster's perturbed genes,
-    a latent program's top genes).
+    """Test each gene set for over-representation in each query set.
 
-    Queries and gene sets are restricted to ``universe``; gene sets with no gene in it are dropped.
-    p = P(X >= overlap) for X ~ Hypergeometric(universe, set size, query size): the one-sided
-    Fisher exact test. ``q_value`` is Benjamini-Hochberg over every row of the table. Returns a
-    DataFrame (query, gene_set, overlap, query_size, set_size, universe_size, p_value, q_value,
-    genes) sorted by p_value.
+    Queries are e.g. a cluster's perturbed genes or a latent program's top genes. Queries and
+    gene sets are restricted to ``universe``; gene sets with no gene in it are dropped.
+    p = P(X >= overlap) for X ~ Hypergeometric(universe size, set size, query size): the
+    one-sided Fisher exact test.
+
+    Parameters
+    ----------
+    queries
+        Genes of each query set, by query name.
+    gene_sets
+        Genes of each gene set, by set name, or the path of a GMT file (:func:`read_gmt`).
+    universe
+        Every gene that could have been selected, e.g. the genes measured.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (query, gene set) pair, with columns ``query``, ``gene_set``,
+        ``overlap``, ``query_size``, ``set_size``, ``universe_size``, ``p_value``,
+        ``q_value`` (Benjamini-Hochberg over every row of the table) and ``genes`` (the
+        overlapping genes, sorted and comma-separated), sorted by ``p_value``.
     """
     if isinstance(gene_sets, str | Path):
         gene_sets = read_gmt(gene_sets)
@@ -410,10 +657,25 @@ def gene_set_enrichment(
 # --- genetic interactions ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class InteractionScores:
-    """GI(A+B) = ATE(A+B) - ATE(A) - ATE(B), each array (n_combinations, n_genes).
+    """Genetic interaction scores GI(A+B) = ATE(A+B) - ATE(A) - ATE(B), with uncertainty.
 
-    ``score`` is the point estimate, ``lower``/``upper`` the central ``level`` interval and
-    ``standard_error`` the standard deviation of the bootstrap or posterior draws.
+    Returned by :func:`data_genetic_interactions` and :func:`model_genetic_interactions`.
+
+    Parameters
+    ----------
+    combinations
+        Combination labels, one per row of the arrays.
+    score
+        Point estimate, (n_combinations, n_genes).
+    lower
+        Lower bound of the central ``level`` interval of the bootstrap or posterior draws,
+        (n_combinations, n_genes).
+    upper
+        Upper bound of that interval, (n_combinations, n_genes).
+    standard_error
+        Standard deviation of the bootstrap or posterior draws, (n_combinations, n_genes).
+    level
+        Probability mass of the interval, e.g. 0.9.
     """
 
     combinations: list[str]
@@ -425,7 +687,21 @@ class InteractionScores:
 
 
 def interaction_table(scores: InteractionScores, genes: Iterable[str]) -> pd.DataFrame:
-    """``scores`` as a long table: combination, gene, score, lower, upper, standard_error."""
+    """Lay out :class:`InteractionScores` as a long table.
+
+    Parameters
+    ----------
+    scores
+        Genetic interaction scores.
+    genes
+        Gene names, (n_genes,).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (combination, gene) pair, with columns ``combination``, ``gene``,
+        ``score``, ``lower``, ``upper`` and ``standard_error``.
+    """
     genes = list(genes)
     return pd.DataFrame(
         {
@@ -442,12 +718,45 @@ def interaction_table(scores: InteractionScores, genes: Iterable[str]) -> pd.Dat
 def interaction_scores(
     combination: np.ndarray, first: np.ndarray, second: np.ndarray
 ) -> np.ndarray:
-    """ATE(A+B) - (ATE(A) + ATE(B)): the departure from additivity, elementwise."""
+    """Compute the departure from additivity ATE(A+B) - (ATE(A) + ATE(B)), elementwise.
+
+    Parameters
+    ----------
+    combination
+        ATE(A+B).
+    first
+        ATE(A), broadcastable with ``combination``.
+    second
+        ATE(B), broadcastable with ``combination``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The genetic interaction scores, of the broadcast shape.
+    """
     return np.asarray(combination) - np.asarray(first) - np.asarray(second)
 
 
 def combination_parts(combination: str, delimiter: str = "+") -> tuple[str, str]:
-    """The two singles of ``"A+B"``; raises for labels that are not two-way combinations."""
+    """Split a two-perturbation combination label into its two singles.
+
+    Parameters
+    ----------
+    combination
+        Label such as ``"A+B"``.
+    delimiter
+        Separator of the parts (default ``"+"``).
+
+    Returns
+    -------
+    tuple of str
+        ``("A", "B")``.
+
+    Raises
+    ------
+    ValueError
+        If the label does not have exactly two non-empty parts.
+    """
     parts = combination.split(delimiter)
     if len(parts) != 2 or not all(parts):
         msg = (
@@ -481,11 +790,46 @@ def data_genetic_interactions(
     delimiter: str = "+",
     seed: int | None = 0,
 ) -> InteractionScores:
-    """Observed GI of each combination, with a bootstrap over cells.
+    """Compute the observed genetic interaction of each combination, bootstrapping over cells.
 
-    With m_a the mean of g(x) over cells labelled a, GI(A+B) = m_AB - m_A - m_B + m_0. Each of the
-    ``n_bootstrap`` replicates resamples the cells of every group (control, singles, combinations)
-    with replacement, independently.
+    With m_a the mean of g(x) over cells labelled a, GI(A+B) = m_AB - m_A - m_B + m_0. Each of
+    the ``n_bootstrap`` replicates resamples the cells of every group (control, singles,
+    combinations) with replacement, independently.
+
+    Parameters
+    ----------
+    expression
+        Counts, (n_cells, n_genes), sparse CSR or dense.
+    labels
+        Perturbation label of each cell, (n_cells,).
+    combinations
+        Two-perturbation labels ``"A+B"``; the cells labelled ``"A"`` and ``"B"`` are the
+        singles.
+    control
+        Label of the control cells.
+    method
+        ``"perturbseq"`` (default; g(x) = log2(1 + 1e4 * x / sum_j x_j), scores in log2
+        units; cells with zero total counts are left out) or ``"mean"`` (identity).
+    n_bootstrap
+        Number of bootstrap replicates, at least 2 (default 200).
+    level
+        Probability mass of the central interval (default 0.9).
+    delimiter
+        Separator of the parts of a combination label (default ``"+"``).
+    seed
+        Seed of the bootstrap (default 0); None for fresh randomness.
+
+    Returns
+    -------
+    InteractionScores
+        ``score`` from the observed means; interval and standard error from the bootstrap
+        replicates; each (n_combinations, n_genes) float64.
+
+    Raises
+    ------
+    ValueError
+        If a label is not a two-way combination, a group has no cells (or none with counts
+        under ``"perturbseq"``), or ``n_bootstrap`` < 2.
     """
     labels = np.asarray(labels).astype(str)
     pairs = [combination_parts(c, delimiter) for c in combinations]
@@ -529,13 +873,47 @@ def model_genetic_interactions(
     library_size: float = PERTURBSEQ_SCALE,
     level: float = 0.9,
 ) -> InteractionScores:
-    """Model GI of each combination with posterior uncertainty.
+    """Compute the model's genetic interaction of each combination, with posterior uncertainty.
 
-    Dosage rows are (n_combinations, n_perturbations) for A+B, A and B. For each of
-    ``n_posterior_samples`` draws of the globals from q, the ATEs given those globals come from
-    ``n_basal`` basal draws shared by the control and every row (``ate``'s
-    ``model_average_treatment_effect_draws``), and GI is formed per draw. ``score`` is the mean
-    over draws, the interval their quantiles (posterior plus Monte-Carlo spread).
+    For each of ``n_posterior_samples`` draws of the globals from q, the ATEs given those
+    globals come from ``n_basal`` basal draws shared by the control and every row
+    (:func:`~samsvae.evaluate.model_average_treatment_effect_draws`, counts integrated out),
+    and GI(A+B) = ATE(A+B) - ATE(A) - ATE(B) is formed per draw.
+
+    Parameters
+    ----------
+    module
+        The fitted model.
+    combination_dosage
+        Dosage rows of the combinations A+B, (n_combinations, n_perturbations).
+    first_dosage
+        Dosage rows of the first singles A, (n_combinations, n_perturbations).
+    second_dosage
+        Dosage rows of the second singles B, (n_combinations, n_perturbations).
+    combinations
+        Combination labels, one per dosage row.
+    method
+        ``"perturbseq"`` (default; scores in log2 units) or ``"mean"``.
+    n_posterior_samples
+        Draws of the global variables, at least 2 (default 100).
+    n_basal
+        Basal draws per global draw (default 100).
+    library_size
+        Library size of the generated cells (default 1e4).
+    level
+        Probability mass of the central interval (default 0.9).
+
+    Returns
+    -------
+    InteractionScores
+        ``score`` is the mean over draws, the interval their quantiles and the standard
+        error their standard deviation (posterior plus Monte-Carlo spread); each
+        (n_combinations, n_genes) float64.
+
+    Raises
+    ------
+    ValueError
+        If ``n_posterior_samples`` < 2.
     """
     draws = model_average_treatment_effect_draws(
         module,

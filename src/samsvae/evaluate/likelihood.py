@@ -25,11 +25,27 @@ def predictive_iwelbo(
     n_particles: int = 100,
     progress: bool = False,
 ) -> torch.Tensor:
-    """IWELBO per cell, (n_cells,), in the order of ``batches``.
+    """Compute the predictive IWELBO of each held-out cell.
 
     The ``n_particles`` global draws are made once and shared by all cells; particle p of every
     cell's z_basal is paired with global draw p. Globals are not scored against their priors.
-    ``progress`` shows a bar over the batches when the pass takes more than two seconds.
+
+    Parameters
+    ----------
+    module
+        The fitted model.
+    batches
+        Minibatches of held-out cells (:class:`~samsvae.data.batch.Batch`).
+    n_particles
+        Number of importance-weighted particles (default 100).
+    progress
+        Show a progress bar over the batches when the pass takes more than two seconds.
+
+    Returns
+    -------
+    torch.Tensor
+        IWELBO per cell, log(1/P sum_p w_p) in nats, (n_cells,) on the CPU, in the order of
+        ``batches``.
     """
     device = next(module.parameters()).device
     everything = torch.arange(module.n_perturbations, device=device)

@@ -9,7 +9,20 @@ from scipy.stats import rankdata
 
 
 def pearson_r(predicted: np.ndarray, observed: np.ndarray) -> float:
-    """Pearson correlation of the flattened arrays (NaN when either is constant)."""
+    """Compute the Pearson correlation between two arrays, flattened.
+
+    Parameters
+    ----------
+    predicted
+        Predicted values, any shape.
+    observed
+        Observed values, with as many entries as ``predicted``.
+
+    Returns
+    -------
+    float
+        Pearson r, NaN when either array is constant.
+    """
     a, b = np.ravel(predicted).astype(np.float64), np.ravel(observed).astype(np.float64)
     a, b = a - a.mean(), b - b.mean()
     denominator = np.sqrt((a**2).sum() * (b**2).sum())
@@ -17,7 +30,21 @@ def pearson_r(predicted: np.ndarray, observed: np.ndarray) -> float:
 
 
 def r_squared(predicted: np.ndarray, observed: np.ndarray) -> float:
-    """Coefficient of determination 1 - SS_res / SS_tot of ``predicted`` for ``observed``."""
+    """Compute the coefficient of determination of predictions, flattened.
+
+    Parameters
+    ----------
+    predicted
+        Predicted values, any shape.
+    observed
+        Observed values, with as many entries as ``predicted``.
+
+    Returns
+    -------
+    float
+        R^2 = 1 - SS_res / SS_tot, with SS_tot about the mean of ``observed``; negative when
+        the predictions are worse than that mean, NaN when ``observed`` is constant.
+    """
     obs = np.ravel(observed).astype(np.float64)
     res = ((np.ravel(predicted) - obs) ** 2).sum()
     tot = ((obs - obs.mean()) ** 2).sum()
@@ -25,7 +52,21 @@ def r_squared(predicted: np.ndarray, observed: np.ndarray) -> float:
 
 
 def top_genes_mask(observed_effects: np.ndarray, n_top: int = 20) -> np.ndarray:
-    """Boolean (n_interventions, G): the ``n_top`` genes with largest |effect| per row."""
+    """Select the genes with the largest absolute observed effect of each intervention.
+
+    Parameters
+    ----------
+    observed_effects
+        Effects, (n_interventions, n_genes).
+    n_top
+        Genes selected per row (default 20).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_interventions, n_genes) bool, True for the ``n_top`` genes with largest ``|effect|``
+        in each row.
+    """
     order = np.argsort(-np.abs(observed_effects), axis=1)[:, :n_top]
     selected = np.zeros(observed_effects.shape, dtype=bool)
     np.put_along_axis(selected, order, values=True, axis=1)
@@ -33,7 +74,25 @@ def top_genes_mask(observed_effects: np.ndarray, n_top: int = 20) -> np.ndarray:
 
 
 def ate_metrics(predicted: np.ndarray, observed: np.ndarray, n_top: int = 20) -> dict[str, float]:
-    """Pearson r and R^2 over all genes and over the top-|observed| genes per intervention."""
+    """Score predicted treatment effects against observed ones.
+
+    Parameters
+    ----------
+    predicted
+        Predicted effects, (n_interventions, n_genes).
+    observed
+        Observed effects, (n_interventions, n_genes).
+    n_top
+        Number of genes with the largest ``|observed effect|`` per intervention for the top-gene
+        metrics (default 20).
+
+    Returns
+    -------
+    dict of str to float
+        ``ate_pearson_r`` and ``ate_r2`` (:func:`pearson_r`, :func:`r_squared`) over all
+        entries, and ``ate_pearson_r_top{n_top}`` and ``ate_r2_top{n_top}`` over the top
+        genes of each intervention pooled.
+    """
     top = top_genes_mask(observed, n_top)
     return {
         "ate_pearson_r": pearson_r(predicted, observed),
@@ -44,10 +103,22 @@ def ate_metrics(predicted: np.ndarray, observed: np.ndarray, n_top: int = 20) ->
 
 
 def match_latent_dimensions(estimated: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """Column permutation of ``estimated`` (T, K_est) best matching ``true`` (T, K) masks.
+    """Match estimated latent dimensions to true ones by their masks.
 
-    Hungarian algorithm maximising co-activation counts sum_t est_tk' * true_tk. Returns, for each
-    true dimension k, the matched estimated column (or -1 when K_est < K).
+    Hungarian algorithm maximising the co-activation counts sum_t est_tk' * true_tk.
+
+    Parameters
+    ----------
+    estimated
+        Estimated masks (or mask probabilities), (T, K_est).
+    true
+        True masks, (T, K).
+
+    Returns
+    -------
+    numpy.ndarray
+        (K,) int: for each true dimension k, the matched estimated column, or -1 when it is
+        left without one (K_est < K).
     """
     coactivation = estimated.astype(np.float64).T @ true.astype(np.float64)  # (K_est, K)
     rows, cols = linear_sum_assignment(-coactivation)
@@ -57,10 +128,25 @@ def match_latent_dimensions(estimated: np.ndarray, true: np.ndarray) -> np.ndarr
 
 
 def mask_recovery(estimated: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """Precision, recall and F1 of binary masks after Hungarian matching of latent dimensions.
+    """Score estimated binary masks against true ones after matching latent dimensions.
 
-    Every active estimated entry counts toward precision, including those in unmatched columns,
-    so extra active dimensions are penalised.
+    Dimensions are matched by :func:`match_latent_dimensions`. Every active estimated entry
+    counts toward precision, including those in unmatched columns, so extra active dimensions
+    are penalised.
+
+    Parameters
+    ----------
+    estimated
+        Estimated binary masks, (T, K_est).
+    true
+        True binary masks, (T, K).
+
+    Returns
+    -------
+    dict of str to float
+        ``mask_precision``, ``mask_recall`` and ``mask_f1`` (each 0 where undefined), and
+        the numbers of active entries ``mask_active_estimated`` and ``mask_active_true``
+        (int).
     """
     estimated, true = estimated.astype(bool), true.astype(bool)
     matched = match_latent_dimensions(estimated, true)
@@ -82,10 +168,24 @@ def mask_recovery(estimated: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 
 def mask_auroc(probabilities: np.ndarray, true: np.ndarray) -> float:
-    """Area under the ROC curve of q(m = 1) for the true mask entries, after matching dimensions.
+    """Compute the area under the ROC curve of mask probabilities for the true mask entries.
 
-    Threshold-free: 1.0 when every true entry has a higher inclusion probability than every false
-    one, 0.5 for an uninformative ranking. Dimensions are matched on expected co-activation.
+    Threshold-free: 1.0 when every true entry has a higher inclusion probability than every
+    false one, 0.5 for an uninformative ranking. Dimensions are matched on expected
+    co-activation (:func:`match_latent_dimensions`); a true dimension left without a partner
+    gets probability 0.
+
+    Parameters
+    ----------
+    probabilities
+        Estimated q(m = 1), (T, K_est).
+    true
+        True binary masks, (T, K).
+
+    Returns
+    -------
+    float
+        AUROC (ties count one half), NaN when ``true`` has no active or no inactive entry.
     """
     true = true.astype(bool)
     matched = match_latent_dimensions(probabilities, true)
@@ -103,12 +203,28 @@ def mask_auroc(probabilities: np.ndarray, true: np.ndarray) -> float:
 def energy_distance(
     predicted: np.ndarray, observed: np.ndarray, *, max_cells: int = 2000, seed: int = 0
 ) -> float:
-    """Energy distance 2 E|X - Y| - E|X - X'| - E|Y - Y'| between two sets of cells (rows).
+    """Compute the energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` between two sets of cells.
 
-    Euclidean distances in expression space (transform the cells first, e.g. log1p, to compare
-    shapes rather than library sizes). Each set is subsampled to ``max_cells`` rows (seeded) to
-    bound the O(n^2) cost; the within-set terms use V-statistics, matching
-    ``scipy.stats.energy_distance`` squared in one dimension.
+    Euclidean distances in expression space: transform the cells first (e.g. log1p) to compare
+    shapes rather than library sizes. The within-set terms use V-statistics (self-pairs
+    included), matching ``scipy.stats.energy_distance`` squared in one dimension.
+
+    Parameters
+    ----------
+    predicted
+        Cells as rows, (n, n_genes); a 1-D array is one feature.
+    observed
+        Cells as rows, (m, n_genes); a 1-D array is one feature.
+    max_cells
+        Each set is subsampled to at most this many rows, without replacement, to bound the
+        O(n^2) cost (default 2000).
+    seed
+        Seed of the subsampling (default 0).
+
+    Returns
+    -------
+    float
+        The energy distance, in the units of the expression.
     """
     rng = np.random.default_rng(seed)
 
@@ -127,10 +243,25 @@ def energy_distance(
 
 
 def interval_coverage(lower: np.ndarray, upper: np.ndarray, observed: np.ndarray) -> dict:
-    """Share of observed effects inside [lower, upper], and the mean interval width.
+    """Measure how often intervals cover the observed effects, and how wide they are.
 
     For posterior intervals at level 0.9, a calibrated model covers about 90% of held-out data
     effects (the data effects carry their own sampling noise, which widens the target).
+
+    Parameters
+    ----------
+    lower
+        Lower interval bounds, e.g. (n_interventions, n_genes).
+    upper
+        Upper interval bounds, same shape.
+    observed
+        Observed effects, same shape.
+
+    Returns
+    -------
+    dict
+        ``coverage``: the share of observed effects inside [lower, upper] (bounds
+        included); ``mean_width``: the mean of upper - lower.
     """
     lower, upper, observed = (np.asarray(a, dtype=np.float64) for a in (lower, upper, observed))
     inside = (observed >= lower) & (observed <= upper)
@@ -138,11 +269,24 @@ def interval_coverage(lower: np.ndarray, upper: np.ndarray, observed: np.ndarray
 
 
 def mean_correlation_coefficient(estimated: np.ndarray, true: np.ndarray) -> float:
-    """Mean |Pearson r| between true latent dimensions and their matched estimated dimensions.
+    """Compute the mean ``|Pearson r|`` between true latent dimensions and their matched estimates.
 
-    ``estimated`` (n_cells, K_est) and ``true`` (n_cells, K): dimensions are paired by the
-    Hungarian algorithm on |correlation| (latents are identified only up to permutation and
-    sign); a true dimension left without a partner (K_est < K) counts as 0.
+    Dimensions are paired by the Hungarian algorithm on ``|correlation|`` (latents are identified
+    only up to permutation and sign).
+
+    Parameters
+    ----------
+    estimated
+        Estimated latent values, (n_cells, K_est).
+    true
+        True latent values, (n_cells, K).
+
+    Returns
+    -------
+    float
+        Mean over the K true dimensions of ``|r|`` with their partners, in [0, 1]; a true
+        dimension left without a partner (K_est < K) counts as 0, as does an undefined
+        correlation (a constant dimension).
     """
     k_est = estimated.shape[1]
     joint = np.corrcoef(np.asarray(estimated, float), np.asarray(true, float), rowvar=False)
@@ -154,11 +298,24 @@ def mean_correlation_coefficient(estimated: np.ndarray, true: np.ndarray) -> flo
 def relative_to_best_baseline(
     model: dict[str, float], baselines: dict[str, dict[str, float]]
 ) -> dict[str, float | str]:
-    """Each model metric minus the best non-learned baseline's value of it (higher is better).
+    """Compare each model metric with the best non-learned baseline's value of it.
 
-    ``baselines`` maps a baseline name to its metrics; baselines whose value is NaN (e.g. Pearson
-    r of a constant prediction) are skipped. Returns ``{metric}_minus_best_baseline`` and
-    ``{metric}_best_baseline`` (the baseline's name) for every metric some baseline defines.
+    Every metric is taken as higher-is-better.
+
+    Parameters
+    ----------
+    model
+        The model's metrics, by name.
+    baselines
+        Each baseline's metrics, by baseline name; baselines whose value is not finite (e.g.
+        the NaN Pearson r of a constant prediction) are skipped for that metric.
+
+    Returns
+    -------
+    dict of str to float or str
+        For every model metric that some baseline defines: ``{metric}_minus_best_baseline``
+        (model value minus the best baseline value) and ``{metric}_best_baseline`` (that
+        baseline's name).
     """
     out: dict[str, float | str] = {}
     for key, value in model.items():

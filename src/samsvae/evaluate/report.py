@@ -21,8 +21,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReportSection:
-    """A titled block of the report: an introduction, figures (caption -> PNG) and tables
-    (caption -> DataFrame), in that order."""
+    """A titled block of the HTML report, rendered as its text, figures and tables, in that order.
+
+    Parameters
+    ----------
+    heading
+        Title of the section.
+    text
+        Introductory paragraph (plain text; empty by default).
+    figures
+        PNG file of each figure, by caption.
+    tables
+        Each table, by caption.
+    """
 
     heading: str
     text: str = ""
@@ -87,13 +98,34 @@ def write_html_report(
     sections: Sequence[ReportSection] = (),
     summary: str = "",
 ) -> Path:
-    """Write one HTML file that opens offline, in the order a reader wants it: ``summary`` (plain
-    words) with the headline metrics, ``figures`` inline with their captions, each of
-    ``sections``, then every scalar metric and each nested value of ``metrics`` (e.g. settings)
-    in folded tables.
+    """Write a self-contained HTML run report that opens offline.
 
-    ``figures`` maps a caption to a PNG file; metric keys are shown with their readable names
-    (:func:`samsvae.metric_names.metric_label`).
+    The page reads in the order a reader wants it: ``summary`` with the headline metrics,
+    ``figures`` inline with their captions, each of ``sections``, then every scalar metric and
+    each nested dictionary of ``metrics`` (e.g. settings) in folded tables. Figures are
+    embedded as base64 PNG.
+
+    Parameters
+    ----------
+    path
+        File to write.
+    title
+        Title of the page.
+    metrics
+        Metric values by key, shown with their readable names
+        (:func:`samsvae.metric_names.metric_label`); dictionary values get a folded table
+        each, and list values are not shown.
+    figures
+        PNG file of each figure, by caption.
+    sections
+        Further sections, after the figures.
+    summary
+        A paragraph in plain words, shown first.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
     """
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
     nested = {k: v for k, v in metrics.items() if isinstance(v, dict)}

@@ -30,11 +30,42 @@ def mask_heatmap(
     ax: Axes | None = None,
     title: str = "q(mask = 1)",
 ) -> Axes:
-    """Heatmap of mask inclusion probabilities, perturbations (rows) x latent dimensions.
+    """Plot a heatmap of mask inclusion probabilities, perturbations (rows) x latent dimensions.
 
-    Rows follow ``order`` (e.g. the index of ``model.get_perturbation_clusters(...)``), or are
-    sorted by ``groups`` (perturbation -> group label, e.g. pathways or clusters), with lines
-    between groups; by default they keep the order of ``probabilities``.
+    Each cell of the heatmap is q(m_tk = 1), the posterior probability that perturbation t
+    shifts latent dimension k, on a viridis scale from 0 to 1 with a colour bar. Perturbation
+    names label the rows when there are at most 60.
+
+    Parameters
+    ----------
+    probabilities
+        Inclusion probabilities, perturbations (index) x latent dimensions (columns), as
+        returned by ``model.get_mask_probabilities()``.
+    order
+        Row order: perturbation names, e.g. the index of
+        ``model.get_perturbation_clusters(...)``. Pass at most one of ``order`` and ``groups``.
+    groups
+        Group label of each perturbation (index: perturbation names), e.g. pathways or
+        clusters. Rows are sorted by group (stably, so the order of ``probabilities`` is kept
+        within a group) and white lines separate the groups.
+    ax
+        Axes to draw on; None draws on a new figure sized to the number of rows.
+    title
+        Title of the Axes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        If both ``order`` and ``groups`` are given.
+
+    Notes
+    -----
+    Without ``order`` or ``groups``, rows keep the order of ``probabilities``.
     """
     if order is not None and groups is not None:
         msg = "Pass at most one of `order` or `groups`."
@@ -73,9 +104,28 @@ def ate_scatter(
     ax: Axes | None = None,
     title: str = "average treatment effects",
 ) -> Axes:
-    """Predicted against observed effects (all interventions x genes) with Pearson r annotated.
+    """Scatter predicted against observed average treatment effects, with Pearson r.
 
-    Pairs where either value is NaN or infinite are left out of the plot and of r.
+    Every entry (all interventions x genes) is one point; a dashed grey line marks y = x, and
+    the Pearson correlation r of the points is written in the top left corner (NaN when either
+    side is constant). Pairs where either value is NaN or infinite are left out of the plot and
+    of r.
+
+    Parameters
+    ----------
+    predicted
+        Predicted effects, any shape, e.g. (n_interventions, n_genes).
+    observed
+        Observed effects, the same shape as ``predicted``.
+    ax
+        Axes to draw on; None draws on a new 4.5 x 4.5 inch figure.
+    title
+        Title of the Axes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on: observed ATE on x, predicted ATE on y.
     """
     ax = _axes(ax, (4.5, 4.5))
     x, y = np.ravel(observed), np.ravel(predicted)
@@ -93,7 +143,23 @@ def ate_scatter(
 
 
 def training_curves(history: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Training and validation loss per epoch."""
+    """Plot the training and validation loss per epoch.
+
+    The loss is the negative ELBO per cell. A curve is drawn for each of the ``train_loss`` and
+    ``val_loss`` columns that ``history`` has.
+
+    Parameters
+    ----------
+    history
+        Per-epoch losses with an ``epoch`` column, e.g. ``model.history`` after training.
+    ax
+        Axes to draw on; None draws on a new figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on, with a legend.
+    """
     ax = _axes(ax, (5, 3.5))
     for column in ("train_loss", "val_loss"):
         if column in history:

@@ -25,8 +25,29 @@ def similarity_heatmap(
     ax: Axes | None = None,
     title: str = "perturbation similarity",
 ) -> Axes:
-    """Perturbations x perturbations similarity (e.g. ``model.get_perturbation_similarity()``),
-    rows and columns in ``order`` (e.g. the index of ``model.get_perturbation_clusters(...)``)."""
+    """Plot a heatmap of the similarity between perturbations.
+
+    Colours run from -1 (blue) to 1 (red) on a diverging scale, with a colour bar. Perturbation
+    names label the rows and columns when there are at most 60.
+
+    Parameters
+    ----------
+    similarity
+        Perturbations x perturbations similarity, e.g.
+        ``model.get_perturbation_similarity()``.
+    order
+        Order of the rows and columns: perturbation names, e.g. the index of
+        ``model.get_perturbation_clusters(...)``. None keeps the order of ``similarity``.
+    ax
+        Axes to draw on; None draws on a new figure.
+    title
+        Title of the Axes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+    """
     if order is not None:
         similarity = similarity.loc[list(order), list(order)]
     ax = _axes(ax, (6, 5.5))
@@ -49,10 +70,33 @@ def latent_program_bars(
     n_top: int = 10,
     ax: Axes | None = None,
 ) -> Axes:
-    """Horizontal bars of the ``n_top`` genes a latent dimension moves most.
+    """Plot horizontal bars of the genes a latent dimension moves most.
 
-    ``effects`` is the long table of ``model.get_latent_gene_effects()`` (latent, rank, gene,
-    effect); bars are signed, the gene moved most at the top.
+    Bars are signed (red for up, blue for down), the gene moved most at the top; the x axis is
+    the effect of a step along the latent dimension.
+
+    Parameters
+    ----------
+    effects
+        The long table of ``model.get_latent_gene_effects()``, with columns ``latent``,
+        ``rank``, ``gene`` and ``effect``.
+    latent
+        The latent dimension or program to show: a value of ``effects["latent"]``, e.g.
+        ``"latent3"``. It is also the title.
+    n_top
+        Number of genes shown: the first ``n_top`` by rank.
+    ax
+        Axes to draw on; None draws on a new figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        If ``latent`` is not in ``effects["latent"]``.
     """
     rows = effects[effects["latent"] == latent].sort_values("rank").head(n_top)
     if rows.empty:
@@ -78,8 +122,37 @@ def latent_umap(
     seed: int = 0,
     title: str = "latent space",
 ) -> Axes:
-    """UMAP (scanpy: ``pp.neighbors`` on the latents, then ``tl.umap``) of ``latent`` (n_cells, K),
-    one colour per label (e.g. each cell's perturbation); a legend when there are at most 20."""
+    """Plot a UMAP of cells' latent representations, one colour per label.
+
+    The embedding is computed with scanpy (imported here): ``pp.neighbors`` on the latents,
+    then ``tl.umap``. A legend is drawn when there are at most 20 distinct labels.
+
+    Parameters
+    ----------
+    latent
+        Latent representation of the cells, (n_cells, K), e.g. from
+        ``model.get_latent_representation()``.
+    labels
+        One label per cell, e.g. each cell's perturbation; compared as strings.
+    ax
+        Axes to draw on; None draws on a new figure.
+    n_neighbors
+        Neighbours of the k-nearest-neighbour graph, clipped to [2, n_cells - 1].
+    seed
+        Random state of the neighbour search and of UMAP.
+    title
+        Title of the Axes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on, with axes ``UMAP 1`` and ``UMAP 2``.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` does not have one entry per row of ``latent``.
+    """
     latent = np.asarray(latent, dtype=np.float32)
     labels = np.asarray(labels).astype(str)
     if len(labels) != len(latent):

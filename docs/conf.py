@@ -1,0 +1,87 @@
+"""Sphinx configuration of the samsvae documentation site.
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+The API reference is rendered from the numpydoc docstrings; the benchmark records are the
+markdown tables under ``benchmarks/results/``, included at build time (see
+:func:`_benchmark_pages`), so no number is copied by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import samsvae
+
+DOCS = Path(__file__).parent
+RESULTS = DOCS.parent / "benchmarks" / "results"
+
+project = "samsvae"
+author = "the samsvae developers"
+copyright = "2026, the samsvae developers"  # noqa: A001 (Sphinx's name)
+release = samsvae.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "numpydoc",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+exclude_patterns = ["_build", "tutorials/*.py", "**/README.md"]
+myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_heading_anchors = 3
+suppress_warnings = ["myst.header"]  # pages start at level-2 sections under their title
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": True}
+autodoc_typehints = "none"  # the numpydoc Parameters sections carry the types
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_validation_checks = {"GL08", "SS01", "SS03", "PR01", "PR02", "PR07", "RT01"}
+numpydoc_validation_exclude = {r"\.__init__$", r"\.module_cls$", r"\.config_cls$"}
+
+html_theme = "sphinx_book_theme"
+html_title = "samsvae"
+html_theme_options = {"repository_url": "", "use_repository_button": False}
+
+
+def _benchmark_pages() -> None:
+    """One page per ``benchmarks/results/*.md`` record, included verbatim, and their index."""
+    out = DOCS / "benchmarks"
+    out.mkdir(exist_ok=True)
+    names = sorted(p.stem for p in RESULTS.glob("*.md"))
+    for name in names:
+        title = name.replace("_", " ").capitalize()
+        sources = [f"`benchmarks/results/{name}.md`"]
+        if (RESULTS / f"{name}.json").is_file():
+            sources.append(f"`benchmarks/results/{name}.json`")
+        page = [
+            f"# {title}",
+            "",
+            f"Generated at build time from {' and '.join(sources)}.",
+            "",
+            f"```{{include}} ../../benchmarks/results/{name}.md",
+            "```",
+            "",
+        ]
+        (out / f"{name}.md").write_text("\n".join(page))
+    index = [
+        "# Benchmark records",
+        "",
+        "Every table the results pages cite, as its benchmark wrote it. Each record names the",
+        "command that reproduces it.",
+        "",
+        "```{toctree}",
+        ":maxdepth: 1",
+        "",
+        *names,
+        "```",
+        "",
+    ]
+    (out / "index.md").write_text("\n".join(index))
+
+
+_benchmark_pages()
