@@ -18,7 +18,7 @@ RESULTS = DOCS.parent / "benchmarks" / "results"
 
 project = "samsvae"
 author = "the samsvae developers"
-copyright = "2026, the samsvae developers"  # noqa: A001 (Sphinx's name)
+copyright = "2026, the samsvae developers"
 release = samsvae.__version__
 version = release
 

@@ -203,7 +203,9 @@ def mask_auroc(probabilities: np.ndarray, true: np.ndarray) -> float:
 def energy_distance(
     predicted: np.ndarray, observed: np.ndarray, *, max_cells: int = 2000, seed: int = 0
 ) -> float:
-    """Compute the energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` between two sets of cells.
+    """Compute the energy distance between two sets of cells.
+
+    The distance is ``2 E|X - Y| - E|X - X'| - E|Y - Y'|``.
 
     Euclidean distances in expression space: transform the cells first (e.g. log1p) to compare
     shapes rather than library sizes. The within-set terms use V-statistics (self-pairs
