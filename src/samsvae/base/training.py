@@ -52,11 +52,14 @@ class TrainingMixin:
     ) -> None:
         """Fit by maximising the ELBO with Adam; keep the best-validation weights.
 
+        Statistics, library sizes and plate sizes come from the training cells; the losses go
+        to ``model.history``. A backed AnnData trains out of core. The process's RNG, flags and
+        loggers are left as they were.
+
         Parameters
         ----------
         max_epochs, batch_size, lr
-            ``None`` chooses them from the number of training cells; the values used are in
-            ``model.train_settings``.
+            ``None`` chooses them from the data; ``model.train_settings`` records them.
         train_size
             Share of the cells in the seeded training split; the rest validate.
         train_indices, validation_indices
@@ -68,35 +71,35 @@ class TrainingMixin:
         progress_bar
             Show progress (on a terminal or in Jupyter only).
         **options
-            Any other field of :class:`samsvae.config.TrainConfig` (``max_steps``,
-            ``global_lr``, early stopping, devices and data parallelism, checkpoints and
-            ``resume``), documented there.
-
-        Notes
-        -----
-        Normalisation statistics, library sizes and plate sizes come from the training cells;
-        the per-epoch losses end up in ``model.history``. A backed AnnData is trained out of
-        core. Training leaves torch's RNG, global flags and Lightning's loggers as it found
-        them (``model.global_rank`` keeps this process's rank under data parallelism).
+            Any other field of :class:`samsvae.config.TrainConfig`: ``max_steps``,
+            ``global_lr``, early stopping, devices, checkpoints and ``resume``.
         """
-        config = config_from_dict(
-            TrainConfig,
-            {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr}
-            | {"train_size": train_size, "seed": seed, "mask_refinement": mask_refinement}
-            | {"progress_bar": progress_bar, **options},
-        )
+        values = {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+        values |= {"train_size": train_size, "mask_refinement": mask_refinement}
+        config = config_from_dict(TrainConfig, values | {"progress_bar": progress_bar, **options})
         adata, dataset = self._dataset(None)
         if not self.is_trained:  # a first fit starts from the seed's initial weights
             self.module = self._build_module(seed=seed)
         rows = split_rows(adata.n_obs, config, train_indices, validation_indices)
         config, self.train_settings = resolve_training_config(config, n_train_cells=len(rows[0]))
-        set_training_statistics(
-            self.module, dataset, rows[0], log1p=self.config.likelihood != "normal"
-        )
+        log1p = self.config.likelihood != "normal"
+        set_training_statistics(self.module, dataset, rows[0], log1p=log1p)
         fingerprint = training_fingerprint(type(self).__name__, self.config, self.design, *rows)
         loaders = make_loaders(dataset, *rows, config)
         held_rows, validation_rows = rows_to_hold(rows[0], loaders[0]), rows[1]
         del rows  # only the held rows while training: bits, one a cell, when out of core
+        self._fit(loaders, config, fingerprint, held_rows, validation_rows)
+
+    def _fit(
+        self,
+        loaders: tuple[Any, Any],
+        config: TrainConfig,
+        fingerprint: dict[str, Any],
+        held_rows: np.ndarray | streaming.RowBits,
+        validation_rows: np.ndarray,
+    ) -> None:
+        """Fit the module and record the fit (the training rows as positions again, from the
+        bits held while training out of core); evaluation then runs where training ran."""
         result = fit(
             self.module,
             *loaders,
@@ -105,7 +108,6 @@ class TrainingMixin:
             max_epochs=self.train_settings["max_epochs"],
             fingerprint=fingerprint,
         )
-        # Evaluation (ATE, IWELBO, predictions) runs where training ran.
         self.module.to(single_accelerator_device(config) or torch.device("cpu"))
         self.history = pd.DataFrame(result["history"])
         self.global_rank = result["global_rank"]
