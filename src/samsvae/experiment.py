@@ -128,7 +128,13 @@ def check_config(config: dict[str, Any], *, where: str = "config") -> None:
     _check_options(task, _without_name(config["task"]), "task")
     _check_options(preprocess, config["preprocess"], "preprocess")
     _check_options(model_class.__init__, _without_name(config["model"]), "model")
-    _check_options(model_class.train, config["train"], "train", exclude=SPLIT_OPTIONS)
+    _check_options(
+        model_class.train,
+        config["train"],
+        "train",
+        exclude=SPLIT_OPTIONS,
+        keywords_from=TrainConfig,
+    )
     _check_options(model_class.setup_anndata, config["setup"], "setup")
     model_class.config_cls(**_without_name(config["model"]))  # range checks, without data
     train_fields = {field.name for field in dataclasses.fields(TrainConfig)}
@@ -318,16 +324,30 @@ def _check_options(
     where: str,
     *,
     exclude: tuple[str, ...] = (),
+    keywords_from: type | None = None,
 ) -> None:
+    """Refuse an option ``function`` does not take, or a value that does not fit its annotation.
+
+    ``keywords_from`` names the dataclass whose fields ``function`` takes through ``**options``.
+    """
     parameters = inspect.signature(function).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if takes_any and keywords_from is None:
         return
-    known = [name for name in parameters if name not in ("self", "adata", "cls", *exclude)]
+    annotations = {
+        **(typing.get_type_hints(keywords_from) if keywords_from is not None else {}),
+        **_annotations(function),
+    }
+    named = [p for p in parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    known = [
+        name
+        for name in dict.fromkeys([*(p.name for p in named), *annotations])
+        if name not in ("self", "adata", "cls", *exclude)
+    ]
     unknown = sorted(set(options) - set(known))
     if unknown:
         msg = f"{where}: unknown options {unknown}; the options are {known}."
         raise ValueError(msg)
-    annotations = _annotations(function)
     for name, value in options.items():
         if name in annotations:
             _check_type(annotations[name], value, f"{where}.{name}")
