@@ -7,6 +7,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from samsvae._checks import (
+    check_choice,
+    check_fraction,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
+
 Guide = Literal["mean_field", "correlated"]
 Likelihood = Literal["nb", "normal", "poisson"]
 EncoderInput = Literal["x_and_shift", "x"]
@@ -16,24 +24,6 @@ GUIDES = ("mean_field", "correlated")
 LIBRARY_QUANTILES = 101
 LIKELIHOODS = ("nb", "normal", "poisson")
 ENCODER_INPUTS = ("x_and_shift", "x")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        msg = f"{name}={value!r} is not supported; choose one of {list(choices)}."
-        raise ValueError(msg)
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name}={value!r} must be an integer >= 1."
-        raise ValueError(msg)
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        msg = f"{name}={value!r} must be > 0."
-        raise ValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -59,14 +49,14 @@ class SAMSVAEConfig:
     def __post_init__(self) -> None:
         _check_shared_fields(self)
         _check_mask_prior(self)
-        _check_choice("guide", self.guide, GUIDES)
-        _check_positive("target_effect_prior_scale", self.target_effect_prior_scale)
+        check_choice("guide", self.guide, GUIDES)
+        check_positive("target_effect_prior_scale", self.target_effect_prior_scale)
         if isinstance(self.target_genes, list):  # resolved pairs read back from JSON
             pairs = tuple((int(t), int(g)) for t, g in self.target_genes)
             object.__setattr__(self, "target_genes", pairs)
         for name in ("guide_n_hidden", "guide_n_layers"):
             if getattr(self, name) is not None:
-                _check_positive_int(name, getattr(self, name))
+                check_positive_int(name, getattr(self, name))
 
     @property
     def guide_network_size(self) -> tuple[int, int]:
@@ -109,7 +99,7 @@ class ConditionalVAEConfig:
 
     def __post_init__(self) -> None:
         _check_sizes(self)
-        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
 
 
 @dataclass(frozen=True)
@@ -127,9 +117,9 @@ class SVAEPlusConfig:
 
     def __post_init__(self) -> None:
         _check_sizes(self)
-        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        _check_positive("mask_prior_beta", self.mask_prior_beta)
-        _check_positive("gumbel_temperature", self.gumbel_temperature)
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        check_positive("mask_prior_beta", self.mask_prior_beta)
+        check_positive("gumbel_temperature", self.gumbel_temperature)
 
 
 def _beta_prior(mean: float, concentration: float | None) -> tuple[float, float] | None:
@@ -143,24 +133,22 @@ def _check_sizes(config: Any) -> None:
     for name in ("n_latent", "n_hidden", "n_layers", "n_particles"):
         value = getattr(config, name)
         if value is not None or name in ("n_layers", "n_particles"):  # None: from the data
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
 
 
 def _check_mask_prior(config: SAMSVAEConfig) -> None:
-    if not 0 < config.mask_prior < 1:
-        msg = f"mask_prior={config.mask_prior!r} must lie strictly between 0 and 1 (e.g. 0.01)."
-        raise ValueError(msg)
+    check_fraction("mask_prior", config.mask_prior)
     if config.mask_prior_concentration is not None:
-        _check_positive("mask_prior_concentration", config.mask_prior_concentration)
-    _check_positive("gumbel_temperature", config.gumbel_temperature)
+        check_positive("mask_prior_concentration", config.mask_prior_concentration)
+    check_positive("gumbel_temperature", config.gumbel_temperature)
 
 
 def _check_shared_fields(config: SAMSVAEConfig | CPAVAEConfig) -> None:
     """Checks of the fields every latent perturbation model has."""
     _check_sizes(config)
-    _check_positive("embedding_prior_scale", config.embedding_prior_scale)
-    _check_choice("likelihood", config.likelihood, LIKELIHOODS)
-    _check_choice("encoder_input", config.encoder_input, ENCODER_INPUTS)
+    check_positive("embedding_prior_scale", config.embedding_prior_scale)
+    check_choice("likelihood", config.likelihood, LIKELIHOODS)
+    check_choice("encoder_input", config.encoder_input, ENCODER_INPUTS)
 
 
 #: glibc heap settings while training on CPU: glibc's own, raised thresholds that reuse freed
@@ -251,39 +239,46 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.checkpoint_dir is not None:  # a path-like is kept as text (JSON, fingerprints)
             object.__setattr__(self, "checkpoint_dir", os.fspath(self.checkpoint_dir))
-        _check_positive_int("checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
+        check_positive_int("checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
         if self.resume and self.checkpoint_dir is None:
             msg = "resume=True needs checkpoint_dir, the directory of the run to continue."
             raise ValueError(msg)
-        restarts = self.restart_on_divergence
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
-            msg = f"restart_on_divergence={restarts!r} must be an integer >= 0."
-            raise ValueError(msg)
-        if not 0 < self.divergence_lr_factor < 1:
-            msg = f"divergence_lr_factor={self.divergence_lr_factor!r} must lie in (0, 1)."
-            raise ValueError(msg)
+        check_positive_int("restart_on_divergence", self.restart_on_divergence, minimum=0)
+        check_fraction("divergence_lr_factor", self.divergence_lr_factor)
+        check_seed(self.seed, optional=False)
         for name in ("max_epochs", "max_steps"):
             value = getattr(self, name)
             if value is not None:
-                _check_positive_int(name, value)
+                check_positive_int(name, value)
         if self.batch_size is not None:
-            _check_positive_int("batch_size", self.batch_size)
-        _check_positive_int("num_nodes", self.num_nodes)
-        _check_choice("cpu_allocator", self.cpu_allocator, CPU_ALLOCATORS)
-        _check_choice("mask_refinement", self.mask_refinement, MASK_REFINEMENTS)
-        _check_positive_int("early_stopping_patience", self.early_stopping_patience)
+            check_positive_int("batch_size", self.batch_size)
+        check_positive_int("num_nodes", self.num_nodes)
+        check_choice("cpu_allocator", self.cpu_allocator, CPU_ALLOCATORS)
+        check_choice("mask_refinement", self.mask_refinement, MASK_REFINEMENTS)
+        check_positive_int("early_stopping_patience", self.early_stopping_patience)
         if self.lr is not None:
-            _check_positive("lr", self.lr)
+            check_positive("lr", self.lr)
         if self.global_lr is not None:
-            _check_positive("global_lr", self.global_lr)
-        if self.weight_decay < 0:
-            msg = f"weight_decay={self.weight_decay!r} must be >= 0."
-            raise ValueError(msg)
-        if not 0 < self.train_size <= 1:
-            msg = f"train_size={self.train_size!r} must lie in (0, 1]."
-            raise ValueError(msg)
+            check_positive("global_lr", self.global_lr)
+        if self.weight_decay != 0:
+            check_positive("weight_decay", self.weight_decay)
+        check_fraction("train_size", self.train_size, one_allowed=True)
         if self.gradient_clip_val is not None:
-            _check_positive("gradient_clip_val", self.gradient_clip_val)
+            check_positive("gradient_clip_val", self.gradient_clip_val)
+        for name in _REAL_FIELDS:  # an integer as large as 2**70 is a valid float, not an int64
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
+
+
+#: TrainConfig's real-valued fields, kept as floats whatever number type they were given as.
+_REAL_FIELDS = (
+    "lr",
+    "global_lr",
+    "weight_decay",
+    "train_size",
+    "gradient_clip_val",
+    "divergence_lr_factor",
+)
 
 
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:

@@ -99,7 +99,7 @@ def test_model_without_setup_says_what_to_call(tiny_adata: ad.AnnData) -> None:
     ("kwargs", "message"),
     [
         ({"n_latent": 0}, "n_latent=0 must be an integer >= 1"),
-        ({"mask_prior": 1.5}, "mask_prior=1.5 must lie strictly between 0 and 1"),
+        ({"mask_prior": 1.5}, "mask_prior=1.5 must be a number strictly between 0 and 1"),
         ({"guide": "full"}, "guide='full' is not supported"),
         ({"likelihood": "zinb"}, "likelihood='zinb' is not supported"),
     ],

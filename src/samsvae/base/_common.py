@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from samsvae.evaluate.ate import ATE_METHODS
-
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -23,9 +21,3 @@ def seeded(seed: int | None) -> Iterator[None]:
         if seed is not None:
             torch.manual_seed(seed)
         yield
-
-
-def check_ate_method(method: str) -> None:
-    if method not in ATE_METHODS:
-        msg = f"method={method!r} is not supported; choose one of {list(ATE_METHODS)}."
-        raise ValueError(msg)

@@ -10,13 +10,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from samsvae.base._common import check_ate_method, seeded
+from samsvae._checks import (
+    check_choice,
+    check_fraction,
+    check_library_size,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
+from samsvae.base._common import seeded
 from samsvae.data import make_loader
 from samsvae.evaluate.ate import (
     DEFAULT_TARGET_STANDARD_ERROR,
     ATEEstimator,
     ATEMethod,
     LibrarySize,
+    check_effect_arguments,
     estimate_average_treatment_effects,
     model_average_treatment_effect_draws,
 )
@@ -76,9 +85,10 @@ class EffectsMixin:
         :class:`~samsvae.ConditionalVAE` has no latent shift: both choices return the mean of
         q(z | x, d).
         """
-        if latent not in ("basal", "full"):
-            msg = f"latent={latent!r} is not supported; choose 'basal' or 'full'."
-            raise ValueError(msg)
+        check_choice("latent", latent, ("basal", "full"))
+        check_positive_int("n_samples", n_samples)
+        check_positive_int("batch_size", batch_size)
+        check_seed(seed)
         adata, dataset = self._dataset(adata)
         rows = np.arange(adata.n_obs)
         out = []
@@ -142,6 +152,10 @@ class EffectsMixin:
         Each sample draws the global variables from the guide, shared by all requested labels,
         and each generated cell draws its z_basal from the prior.
         """
+        check_positive_int("n_samples", n_samples)
+        if library_size is not None:
+            check_library_size(library_size)
+        check_seed(seed)
         dosage = self._dosage_rows(perturbations)
         covariate_row = self._covariate_row(covariates)
         labels = [
@@ -240,7 +254,9 @@ class EffectsMixin:
         standard error the standard deviation of that difference over the square root of the
         number of particles.
         """
-        check_ate_method(method)
+        check_effect_arguments(method, estimator, library_size, n_samples=n_samples)
+        check_positive("target_standard_error", target_standard_error)
+        check_seed(seed)
         if perturbations is None:
             perturbations = self._observed_interventions()
         dosage = self._dosage_rows(perturbations)
@@ -326,10 +342,15 @@ class EffectsMixin:
         conservative; raise ``n_samples_per_global`` to shrink it). A model without global
         variables (:class:`~samsvae.ConditionalVAE`) has only that Monte-Carlo spread.
         """
-        if not 0 < level < 1:
-            msg = f"level={level!r} must lie strictly between 0 and 1 (e.g. 0.9)."
-            raise ValueError(msg)
-        check_ate_method(method)
+        check_fraction("level", level)
+        check_effect_arguments(
+            method,
+            estimator,
+            library_size,
+            n_global_samples=n_global_samples,
+            n_samples_per_global=n_samples_per_global,
+        )
+        check_seed(seed)
         perturbations = self._observed_interventions() if perturbations is None else perturbations
         with seeded(seed):
             draws = model_average_treatment_effect_draws(
@@ -407,6 +428,9 @@ class EffectsMixin:
         cells; particle p of each cell's z_basal is paired with global draw p. The global
         variables are not scored against their priors.
         """
+        check_positive_int("n_particles", n_particles)
+        check_positive_int("batch_size", batch_size)
+        check_seed(seed)
         adata, dataset = self._dataset(adata)
         loader = make_loader(dataset, np.arange(adata.n_obs), batch_size=batch_size, shuffle=False)
         with seeded(seed):

@@ -10,9 +10,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from samsvae.base._common import check_ate_method, seeded
+from samsvae._checks import (
+    check_choice,
+    check_fraction,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
+from samsvae.base._common import seeded
 from samsvae.evaluate import interpret
-from samsvae.evaluate.ate import ATEMethod
+from samsvae.evaluate.ate import ATE_METHODS, ATEMethod
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -117,6 +124,9 @@ class InterpretationMixin:
         -----
         Exact for mean-field guides, from ``n_samples`` draws otherwise.
         """
+        check_fraction("level", level)
+        check_positive_int("n_samples", n_samples)
+        check_seed(seed)
         self._require_globals("get_global_posterior")
         with seeded(seed):
             summary = interpret.summarise_globals(
@@ -159,10 +169,9 @@ class InterpretationMixin:
             If ``metric`` is not supported, or for a model without per-perturbation latent
             shifts.
         """
-        if metric not in interpret.SIMILARITY_METRICS:
-            choices = list(interpret.SIMILARITY_METRICS)
-            msg = f"metric={metric!r} is not supported; choose one of {choices}."
-            raise ValueError(msg)
+        check_choice("metric", metric, interpret.SIMILARITY_METRICS)
+        check_positive_int("n_samples", n_samples)
+        check_seed(seed)
         posterior = self.get_global_posterior(n_samples=n_samples, seed=seed)
         column = "shift_mean" if metric == "cosine" else "mask_probability"
         values = posterior[column].to_numpy().reshape(self.design.n_perturbations, -1)
@@ -211,6 +220,12 @@ class InterpretationMixin:
         ValueError
             Unless exactly one of ``n_clusters`` and ``distance_threshold`` is given.
         """
+        if n_clusters is not None:
+            check_positive_int("n_clusters", n_clusters)
+        if distance_threshold is not None:
+            check_positive("distance_threshold", distance_threshold)
+        check_choice("metric", metric, interpret.SIMILARITY_METRICS)
+        check_seed(seed)
         similarity = self.get_perturbation_similarity(metric=metric, seed=seed)
         clustering = interpret.cluster_by_similarity(
             similarity.to_numpy(), n_clusters=n_clusters, distance_threshold=distance_threshold
@@ -261,6 +276,9 @@ class InterpretationMixin:
         Programs are ordered by their sum of squared loadings, largest first, and named
         ``program0``, ``program1``, ... (``latent0``, ... with ``rotation="none"``).
         """
+        check_choice("rotation", rotation, interpret.PROGRAM_ROTATIONS)
+        check_positive_int("n_samples", n_samples)
+        check_seed(seed)
         self._require_globals("get_latent_programs")
         posterior = self.get_global_posterior(n_samples=n_samples, seed=seed)
         shifts = posterior["shift_mean"].to_numpy().reshape(self.design.n_perturbations, -1)
@@ -314,6 +332,10 @@ class InterpretationMixin:
         f is the decoder's log expected normalised expression (natural log; for the ``normal``
         likelihood, the expected value), with any covariates at the training cells' shares.
         """
+        check_positive("step", step)
+        if n_top is not None:
+            check_positive_int("n_top", n_top)
+        check_choice("rotation", rotation, interpret.PROGRAM_ROTATIONS)
         self._require_globals("get_latent_gene_effects")
         if rotation == "none":  # the axes themselves: no posterior summary needed
             directions = pd.DataFrame(np.eye(self.config.n_latent), index=self._latent_names())
@@ -321,7 +343,7 @@ class InterpretationMixin:
             _, directions = self.get_latent_programs(rotation=rotation)
         decode = interpret.decoder_expression_scale(self.module)
         response = interpret.latent_gene_response(
-            decode, self.config.n_latent, step=step, directions=directions.to_numpy()
+            decode, self.config.n_latent, step=float(step), directions=directions.to_numpy()
         )
         return interpret.rank_genes(
             response.numpy(), self.design.genes, latent_names=directions.index, n_top=n_top
@@ -371,6 +393,9 @@ class InterpretationMixin:
         dropped. One-sided Fisher exact (hypergeometric) test, Benjamini-Hochberg adjusted over
         the table (:mod:`samsvae.evaluate.interpret`).
         """
+        check_choice("of", of, ("perturbation_clusters", "latent_programs"))
+        check_positive_int("n_clusters", n_clusters)
+        check_positive_int("n_top", n_top)
         if of == "latent_programs":
             ranked = self.get_latent_gene_effects(n_top=n_top)
             queries = ranked.groupby("latent", sort=False)["gene"].agg(list).to_dict()
@@ -439,7 +464,11 @@ class InterpretationMixin:
         m_AB - m_A - m_B + m_control; each replicate resamples the cells of every group with
         replacement, independently.
         """
-        check_ate_method(method)
+        check_choice("source", source, ("model", "data"))
+        check_choice("method", method, ATE_METHODS)
+        check_positive_int("n_samples", n_samples)
+        check_fraction("level", level)
+        check_seed(seed)
         delimiter = self.design.combination_delimiter
         if combinations is None:
             combinations = [c for c in self._observed_interventions() if delimiter in c]

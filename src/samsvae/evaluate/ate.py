@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from samsvae._checks import check_choice, check_library_size, check_positive, check_positive_int
 from samsvae.distributions.expected_transform import ExpectedLog2Table
 from samsvae.models import SAMSVAEModule
 from samsvae.models.sams_vae import CountOutput
@@ -116,6 +117,19 @@ def transform(x: torch.Tensor, method: ATEMethod) -> torch.Tensor:
     return scaled.add_(1).log2_()
 
 
+def check_effect_arguments(
+    method: Any, estimator: Any, library_size: Any, **particles: Any
+) -> None:
+    """Refuse an unknown method or estimator, a library size that is neither ``"data"`` nor a
+    positive number, or particle counts below 1 (``n_samples`` may also be ``"auto"``)."""
+    check_choice("method", method, ATE_METHODS)
+    check_choice("estimator", estimator, ATE_ESTIMATORS)
+    check_library_size(library_size)
+    for name, value in particles.items():
+        if not (name == "n_samples" and isinstance(value, str) and value == "auto"):
+            check_positive_int(name, value)
+
+
 def particle_transform(
     module: SAMSVAEModule, method: ATEMethod, estimator: ATEEstimator, library_size: LibrarySize
 ) -> tuple[CountOutput, Callable[[torch.Tensor, float | torch.Tensor], torch.Tensor]]:
@@ -165,9 +179,7 @@ def particle_transform(
     A likelihood without counts (``normal``) has nothing to integrate under
     ``"perturbseq"``: it is sampled whatever ``estimator`` says.
     """
-    if estimator not in ATE_ESTIMATORS:
-        msg = f"estimator={estimator!r} is not one of {ATE_ESTIMATORS}."
-        raise ValueError(msg)
+    check_choice("estimator", estimator, ATE_ESTIMATORS)
     head = module.likelihood
     if estimator == "sampled" or (method == "perturbseq" and not head.uses_counts):
         return "counts", lambda x, _library: transform(x, method)
@@ -340,6 +352,8 @@ def estimate_average_treatment_effects(
     checked after each chunk once 200 particles are done, so the number used is a multiple of
     the chunk size, capped at 10,000.
     """
+    check_effect_arguments(method, estimator, library_size, n_samples=n_samples)
+    check_positive("target_standard_error", target_standard_error)
     if share_basal is None:
         share_basal = estimator == "expected"
     auto = n_samples == "auto"
@@ -466,6 +480,13 @@ def model_average_treatment_effect_draws(
     torch.Tensor
         ATE draws, (n_global_samples, n_interventions, n_genes) float32 on the CPU.
     """
+    check_effect_arguments(
+        method,
+        estimator,
+        library_size,
+        n_global_samples=n_global_samples,
+        n_samples_per_global=n_samples_per_global,
+    )
     chunks = _per_draw_means(
         module,
         dosage,
