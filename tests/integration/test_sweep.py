@@ -137,20 +137,16 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_other_finishes_the_study(
 ) -> None:
     name, out = f"kill-{uuid.uuid4().hex[:8]}", tmp_path / "sweep"
     config = _sweep_config(tmp_path, max_steps=10)
-    survivor, victim = _start(workers, config, storage, name, out, 2)
-    killed = _kill_during_a_trial(victim, storage, name)
-    _finish(survivor)
+    started = _start(workers, config, storage, name, out, 2)
+    # Kill whichever worker runs a trial first: on a loaded machine one worker may start so much
+    # later than the other that it never runs a trial of this two-trial study.
+    victim, killed = _running_trial(storage, name, {worker.pid for worker in started})
+    os.kill(victim, signal.SIGKILL)
+    _finish(next(worker for worker in started if worker.pid != victim))
     trials = _trials(storage, name)
     assert trials[killed].state == STATES.FAIL
     assert sum(t.state == STATES.COMPLETE for t in trials) >= 2
     assert not [t for t in trials if t.state == STATES.RUNNING]
-
-
-def _kill_during_a_trial(worker: subprocess.Popen, storage: str, name: str) -> int:
-    """SIGKILL ``worker`` while it runs a trial; return that trial's number."""
-    _, trial = _running_trial(storage, name, {worker.pid})
-    os.kill(worker.pid, signal.SIGKILL)
-    return trial
 
 
 def _hold_the_first_until_the_other_runs_a_trial(
