@@ -62,13 +62,18 @@ def check_seed(value: Any, *, optional: bool = True) -> None:
         raise ValueError(msg)
 
 
+#: Largest fixed library size: far above any cell's total count (1e4 is the usual reference),
+#: and the expected-transform table grows with it (about 1 GB at 1e8 counts).
+LARGEST_LIBRARY_SIZE = 1e8
+
+
 def check_library_size(value: Any) -> None:
-    """Refuse a library size that is neither ``"data"`` nor a finite number above 0."""
+    """Refuse a library size that is neither ``"data"`` nor a number in (0, 1e8]."""
     if isinstance(value, str) and value == "data":
         return
-    if not _is_real(value) or not math.isfinite(value) or not value > 0:
+    if not _is_real(value) or not 0 < value <= LARGEST_LIBRARY_SIZE:
         msg = (
             f"library_size={value!r} must be 'data' (library sizes drawn from the training "
-            "control cells) or a finite number of counts > 0."
+            f"control cells) or a number of counts > 0 and at most {LARGEST_LIBRARY_SIZE:g}."
         )
         raise ValueError(msg)
