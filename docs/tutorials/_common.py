@@ -24,7 +24,9 @@ SIMULATION = {
     },
     "full": {},
 }
-EPOCHS = {"small": 3, "full": 60}
+# Training: the full runs use the defaults (sizes, learning rates and budget chosen from the
+# screen); --small stops after 3 epochs so that the test suite runs every tutorial in seconds.
+TRAIN: dict[str, dict[str, Any]] = {"small": {"max_epochs": 3}, "full": {}}
 
 
 def arguments(description: str | None, name: str) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-from _common import EPOCHS, arguments, save
+from _common import TRAIN, arguments, save
 
 import samsvae
 from samsvae.evaluate import data_average_treatment_effects
@@ -37,8 +37,8 @@ print(adata)
 
 # 2. Fit: the control label is "non-targeting".
 samsvae.SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control="non-targeting")
-model = samsvae.SAMSVAE(adata, n_latent=20, mask_prior=0.1)
-model.train(max_epochs=EPOCHS[args.size], global_lr=3e-2, seed=0, progress_bar=False)
+model = samsvae.SAMSVAE(adata)
+model.train(**TRAIN[args.size], seed=0, progress_bar=False)
 
 # 3. Sanity check: targets that are also measured genes should go down when knocked out.
 #    Model ATE at the data's sequencing depth (these cells have few UMIs) vs observed ATE.

@@ -8,7 +8,7 @@ the same programs are likely to share a mechanism; the genes a program moves say
 
 from __future__ import annotations
 
-from _common import EPOCHS, SIMULATION, arguments, save
+from _common import SIMULATION, TRAIN, arguments, save
 
 import samsvae
 
@@ -16,8 +16,8 @@ args = arguments(__doc__, "reading_masks")
 
 adata = samsvae.datasets.simulate(**SIMULATION[args.size], seed=0)
 samsvae.SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control="control")
-model = samsvae.SAMSVAE(adata, n_latent=15, mask_prior=2 / 15)
-model.train(max_epochs=EPOCHS[args.size], global_lr=3e-2, seed=0, progress_bar=False)
+model = samsvae.SAMSVAE(adata)
+model.train(**TRAIN[args.size], seed=0, progress_bar=False)
 
 # 1. q(mask = 1): for each perturbation (row) and latent program (column), the probability
 #    that the perturbation shifts that program.

@@ -10,7 +10,7 @@ treatment effect, ATE) with uncertainty, then save and reload the model.
 from __future__ import annotations
 
 import numpy as np
-from _common import EPOCHS, SIMULATION, arguments, save
+from _common import SIMULATION, TRAIN, arguments, save
 
 import samsvae
 from samsvae.evaluate import mask_recovery
@@ -26,10 +26,11 @@ print(adata)
 # 2. Tell the model where the labels are and which label is the unperturbed control.
 samsvae.SAMSVAE.setup_anndata(adata, perturbation_key="perturbation", control="control")
 
-# 3. Train. n_latent: number of latent programs; mask_prior: the prior share of programs a
-#    perturbation affects (sparsity). 10% of the cells are held out to pick the best epoch.
-model = samsvae.SAMSVAE(adata, n_latent=15, n_hidden=128, mask_prior=2 / 15)
-model.train(max_epochs=EPOCHS[args.size], lr=1e-3, global_lr=3e-2, seed=0, progress_bar=False)
+# 3. Train with the defaults: the number of latent programs, the network, the learning rates
+#    and the budget are chosen from the screen (model.config and model.train_settings show
+#    them). 10% of the cells are held out to pick the best epoch.
+model = samsvae.SAMSVAE(adata)
+model.train(**TRAIN[args.size], seed=0, progress_bar=False)
 
 # 4. Masks: probability that perturbation t affects latent program k. Compare the confident
 #    ones (> 0.5) with the simulator's truth; rows are matched by perturbation name.

@@ -9,7 +9,7 @@ rest, and compare the predicted effects with the held-out cells.
 
 from __future__ import annotations
 
-from _common import EPOCHS, SIMULATION, arguments, save
+from _common import SIMULATION, TRAIN, arguments, save
 
 import samsvae
 from samsvae.data import split_combinations
@@ -28,8 +28,8 @@ print("held-out combinations:", held_out)
 
 # 2. Train on the other cells (singles, controls and the remaining combinations).
 samsvae.SAMSVAE.setup_anndata(train, perturbation_key="perturbation", control="control")
-model = samsvae.SAMSVAE(train, n_latent=15, mask_prior=2 / 15)
-model.train(max_epochs=EPOCHS[args.size], global_lr=3e-2, seed=0, progress_bar=False)
+model = samsvae.SAMSVAE(train)
+model.train(**TRAIN[args.size], seed=0, progress_bar=False)
 
 # 3. Predicted effects of the held-out combinations (never seen together by the model) ...
 predicted = model.average_treatment_effects(held_out, n_samples=500, seed=0).X
