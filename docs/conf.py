@@ -4,17 +4,21 @@
 
 The API reference is rendered from the numpydoc docstrings; the benchmark records are the
 markdown tables under ``benchmarks/results/``, included at build time (see
-:func:`_benchmark_pages`), so no number is copied by hand.
+:func:`_benchmark_pages`), so no number is copied by hand. The tutorials (``docs/tutorials``)
+are executed at build time at their tiny size (``--small``) by sphinx-gallery; the real-data
+one only where ``../shared/data`` holds its screen.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import samsvae
 
 DOCS = Path(__file__).parent
 RESULTS = DOCS.parent / "benchmarks" / "results"
+sys.path.insert(0, str(DOCS))  # _gallery, named in sphinx_gallery_conf
 
 project = "samsvae"
 author = "the samsvae developers"
@@ -28,9 +32,10 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "tutorials/*.py", "**/README.md"]
+exclude_patterns = ["_build", "tutorials/*", "**/README.md"]
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header"]  # pages start at level-2 sections under their title
@@ -42,6 +47,24 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_validation_checks = {"GL08", "SS01", "SS03", "PR01", "PR02", "PR07", "RT01"}
 numpydoc_validation_exclude = {r"\.__init__$", r"\.module_cls$", r"\.config_cls$"}
+
+#: The real-data tutorial runs only where its screen is on disk (it is never downloaded).
+PAPALEXI = DOCS.parents[1] / "shared/data/papalexi2021/papalexi2021_thp1_lowmoi.h5ad"
+_EXECUTED = "simulated_end_to_end|unseen_combinations|reading_masks"
+_EXECUTED += "|papalexi2021" if PAPALEXI.is_file() else ""
+
+
+sphinx_gallery_conf = {
+    "examples_dirs": "tutorials",
+    "gallery_dirs": "generated_tutorials",
+    "filename_pattern": rf"/({_EXECUTED})\.py$",
+    "ignore_pattern": r"_common\.py$",
+    "write_computation_times": False,
+    "reset_argv": "_gallery.tutorial_arguments",
+    "download_all_examples": False,
+    "show_signature": False,
+    "remove_config_comments": True,
+}
 
 html_theme = "sphinx_book_theme"
 html_title = "samsvae"

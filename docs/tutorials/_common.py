@@ -9,7 +9,6 @@ from typing import Any
 import matplotlib as mpl
 
 mpl.use("Agg")  # write figures to files; no window needed
-import matplotlib.pyplot as plt  # after choosing the backend
 
 # Sizes of the simulated screen: "small" runs in seconds (used by the tests), "full" as the
 # README's quickstart (a few minutes on a CPU).
@@ -43,8 +42,8 @@ def arguments(description: str | None, name: str) -> argparse.Namespace:
 
 
 def save(ax: Any, path: Path) -> None:
-    """Save the figure of ``ax`` as PNG and close it."""
+    """Save the figure of ``ax`` as PNG. It stays open, so that the documentation build
+    (sphinx-gallery) shows it under the code that drew it."""
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=110)
-    plt.close(ax.figure)
     print(f"wrote {path}")

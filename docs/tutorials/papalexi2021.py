@@ -1,8 +1,12 @@
-"""Tutorial 2: a real CRISPR knock-out screen (Papalexi et al. 2021, THP-1 cells).
+"""
+Tutorial 2: a real CRISPR knock-out screen (Papalexi et al. 2021, THP-1 cells)
+==============================================================================
 
 25 genes knocked out in THP-1 cells, 299 measured genes, non-targeting guides as controls.
 We keep cells whose guide assignment is clear, fit SAMS-VAE, and check that knocking out a
 gene that is also measured lowers its own expression.
+
+Run it from a shell (``--small``: tiny sizes, seconds)::
 
     python docs/tutorials/papalexi2021.py [--small] [--out FOLDER]
 """
@@ -19,9 +23,10 @@ from _common import TRAIN, arguments, save
 import samsvae
 from samsvae.evaluate import data_average_treatment_effects
 
-DATA = (
-    Path(__file__).resolve().parents[3] / "shared/data/papalexi2021/papalexi2021_thp1_lowmoi.h5ad"
-)
+# The screen sits in ../shared/data beside the repository (argv[0] is this script's path, also
+# when the documentation build runs it).
+REPOSITORY = Path(sys.argv[0]).resolve().parents[2]
+DATA = REPOSITORY.parent / "shared/data/papalexi2021/papalexi2021_thp1_lowmoi.h5ad"
 args = arguments(__doc__, "papalexi2021")
 if not DATA.is_file():
     sys.exit(f"{DATA} is missing; see its README.txt for how to build it.")

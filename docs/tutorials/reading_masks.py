@@ -1,7 +1,11 @@
-"""Tutorial 4: reading the masks.
+"""
+Tutorial 4: reading the masks
+=============================
 
 Each perturbation switches on a few latent programs (its mask). Perturbations that act on
 the same programs are likely to share a mechanism; the genes a program moves say what it is.
+
+Run it from a shell (``--small``: tiny sizes, seconds)::
 
     python docs/tutorials/reading_masks.py [--small] [--out FOLDER]
 """

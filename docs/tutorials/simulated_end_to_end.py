@@ -1,8 +1,12 @@
-"""Tutorial 1: a simulated screen end to end.
+"""
+Tutorial 1: a simulated screen end to end
+=========================================
 
 Simulate a CRISPR screen whose true answer we know, fit SAMS-VAE, read which latent programs
 each perturbation switches on (the masks), estimate its effect on every gene (the average
 treatment effect, ATE) with uncertainty, then save and reload the model.
+
+Run it from a shell (``--small``: tiny sizes, seconds)::
 
     python docs/tutorials/simulated_end_to_end.py [--small] [--out FOLDER]
 """

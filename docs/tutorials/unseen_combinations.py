@@ -1,8 +1,12 @@
-"""Tutorial 3: predicting combinations the model never saw.
+"""
+Tutorial 3: predicting combinations the model never saw
+=======================================================
 
 SAMS-VAE adds the latent shifts of single perturbations, so it can predict a double knock-out
 "A+B" from cells with A and cells with B. Here we hold out some combinations, train on the
 rest, and compare the predicted effects with the held-out cells.
+
+Run it from a shell (``--small``: tiny sizes, seconds)::
 
     python docs/tutorials/unseen_combinations.py [--small] [--out FOLDER]
 """
