@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).parent))
 import real_screens
 from real_data import RESULTS, current_commit
@@ -31,6 +33,15 @@ import samsvae
 from samsvae.evaluate import ate_metrics
 
 OUT = RESULTS / "scoreboard_variants"
+
+
+def kept_epoch(history: pd.DataFrame) -> int:
+    """The epoch whose weights training kept: best validation loss, or training loss when no
+    cell validates."""
+    validation = history["val_loss"].astype(float) if "val_loss" in history else None
+    if validation is None or validation.isna().all():
+        return int(history["train_loss"].astype(float).idxmin())
+    return int(validation.idxmin())
 
 
 def run(dataset: str, variant: dict) -> dict:
@@ -49,7 +60,7 @@ def run(dataset: str, variant: dict) -> dict:
         "variant": variant,
         "train_s": round(time.perf_counter() - start, 1),
         "epochs": len(history),
-        "best_epoch": int(history["val_loss"].astype(float).idxmin()),
+        "best_epoch": kept_epoch(history),
         "global_lr": model.train_settings.get("global_lr"),
     }
     for task in experiment.tasks:
