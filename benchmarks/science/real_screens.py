@@ -372,6 +372,12 @@ DATASETS = {
 }
 
 
+def scoring_arguments(seed: int) -> argparse.Namespace:
+    """The options a dataset's splits and the scoring read, as a default run has them: for
+    scripts that score one setting on the scoreboard's splits."""
+    return argparse.Namespace(heldout_lines=["first"], seed=seed, quick=False, ate_samples="auto")
+
+
 def load(name: str) -> ad.AnnData | None:
     path = DATASETS[name][0]
     if path is None:

@@ -46,7 +46,7 @@ def kept_epoch(history: pd.DataFrame) -> int:
 
 def run(dataset: str, variant: dict) -> dict:
     seed = variant.get("seed", 0)
-    args = argparse.Namespace(heldout_lines=["first"], seed=seed, quick=False, ate_samples="auto")
+    args = real_screens.scoring_arguments(seed)
     adata = real_screens.load(dataset)
     experiment = next(real_screens.DATASETS[dataset][1](adata, args))
     model = getattr(samsvae, variant.get("cls", "SAMSVAE"))(

@@ -106,7 +106,7 @@ def main() -> None:
     )
     parser.add_argument("variants", nargs="+", type=json.loads, help="JSON: model, train")
     variants = parser.parse_args().variants
-    args = argparse.Namespace(heldout_lines=["first"], seed=0, quick=False, ate_samples="auto")
+    args = real_screens.scoring_arguments(0)
     adata = real_screens.load("simulation")
     truth = adata.uns["simulation"]
     kind_of = dict(zip(truth["target_genes"], truth["kinds"], strict=True))

@@ -14,7 +14,6 @@ from samsvae._checks import (
     check_choice,
     check_fraction,
     check_library_size,
-    check_positive,
     check_positive_int,
     check_seed,
 )
@@ -25,7 +24,6 @@ from samsvae.evaluate.ate import (
     ATEEstimator,
     ATEMethod,
     LibrarySize,
-    check_effect_arguments,
     estimate_average_treatment_effects,
     model_average_treatment_effect_draws,
 )
@@ -254,9 +252,7 @@ class EffectsMixin:
         standard error the standard deviation of that difference over the square root of the
         number of particles.
         """
-        check_effect_arguments(method, estimator, library_size, n_samples=n_samples)
-        check_positive("target_standard_error", target_standard_error)
-        check_seed(seed)
+        check_seed(seed)  # the estimator checks the rest of its arguments
         if perturbations is None:
             perturbations = self._observed_interventions()
         dosage = self._dosage_rows(perturbations)
@@ -343,14 +339,7 @@ class EffectsMixin:
         variables (:class:`~samsvae.ConditionalVAE`) has only that Monte-Carlo spread.
         """
         check_fraction("level", level)
-        check_effect_arguments(
-            method,
-            estimator,
-            library_size,
-            n_global_samples=n_global_samples,
-            n_samples_per_global=n_samples_per_global,
-        )
-        check_seed(seed)
+        check_seed(seed)  # the draws check the rest of their arguments
         perturbations = self._observed_interventions() if perturbations is None else perturbations
         with seeded(seed):
             draws = model_average_treatment_effect_draws(

@@ -224,8 +224,6 @@ class InterpretationMixin:
             check_positive_int("n_clusters", n_clusters)
         if distance_threshold is not None:
             check_positive("distance_threshold", distance_threshold)
-        check_choice("metric", metric, interpret.SIMILARITY_METRICS)
-        check_seed(seed)
         similarity = self.get_perturbation_similarity(metric=metric, seed=seed)
         clustering = interpret.cluster_by_similarity(
             similarity.to_numpy(), n_clusters=n_clusters, distance_threshold=distance_threshold
