@@ -13,7 +13,10 @@ E[e ⊙ m] per perturbation; and the pooled ATE r over all kinds (the scoreboard
 
     python benchmarks/science/simulation_by_kind.py '{}' '{"model": {"mask_prior": 0.001}}'
 
-Writes ``benchmarks/results/simulation_by_kind.{json,md}``.
+Writes ``benchmarks/results/simulation_by_kind.{json,md}``. ``--cells-per-label N`` draws the
+same screen (same truth) with N cells per perturbation and combination and 8 N controls instead
+of 100 and 800, and writes ``simulation_by_kind_{N}_cells``: whether more cells of the same
+screen close the gap to the true effects.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def by_kind(model, task, kind_of: dict, genes: list[str], effects: np.ndarray) -> dict:
     observed, per_label = task.observed, task.baselines["per-label mean (training cells)"]
     posterior = model.get_global_posterior(n_samples=200)
-    out = {"pooled_r": correlation(effects, observed)}
+    out = {
+        "pooled_r": correlation(effects, observed),
+        "per_label_r": correlation(per_label, observed),
+    }
     for kind in KINDS:
         rows = [i for i, t in enumerate(task.targets) if kind_of.get(t) == kind]
         names = [task.targets[i] for i in rows]
@@ -76,7 +82,9 @@ def table(record: dict) -> str:
         "Realistic simulation, seen singles against their true effects, by kind of perturbation "
         "(`benchmarks/science/simulation_by_kind.py`): ATE r; sd of the effects off the target "
         "gene (model / truth / per-label mean); slope of the model's effects on the true ones; "
-        "mask entries with q(m) > 0.5 and norm of E[e ⊙ m], per perturbation (means). Command: "
+        "mask entries with q(m) > 0.5 and norm of E[e ⊙ m], per perturbation (means); pooled r "
+        "of the per-label mean of the training cells in brackets. "
+        f"{record['cells_per_label']} cells per perturbation. Command: "
         f"`{record['command']}`."
     )
     header = "| setting | pooled r | kind | n | r | r off target | sd off target | slope | "
@@ -93,7 +101,8 @@ def table(record: dict) -> str:
                 f"{k[key]:.3f}"
                 for key in ("sd_off_target", "true_sd_off_target", "per_label_sd_off_target")
             )
-            cells = [f"`{json.dumps(run['variant'])}`", fmt(run["pooled_r"]), kind, str(k["n"])]
+            pooled = f"{fmt(run['pooled_r'])} ({fmt(run['per_label_r'])})"
+            cells = [f"`{json.dumps(run['variant'])}`", pooled, kind, str(k["n"])]
             cells += [fmt(k["r"]), fmt(k["r_off_target"]), sds, fmt(k["slope"])]
             cells += [f"{k['masks_on']:.2f}", f"{k['shift_norm']:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
@@ -105,16 +114,23 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("variants", nargs="+", type=json.loads, help="JSON: model, train")
-    variants = parser.parse_args().variants
+    parser.add_argument("--cells-per-label", type=int, default=100)
+    options = parser.parse_args()
+    variants, n = options.variants, options.cells_per_label
     args = real_screens.scoring_arguments(0)
-    adata = real_screens.load("simulation")
+    adata = samsvae.datasets.simulate_realistic(
+        seed=0, n_cells_per_perturbation=n, n_cells_per_combination=n, n_control_cells=8 * n
+    )
     truth = adata.uns["simulation"]
     kind_of = dict(zip(truth["target_genes"], truth["kinds"], strict=True))
     experiment = next(real_screens.simulation(adata, args))
     task = next(t for t in experiment.tasks if t.name == TASK)
+    name = "simulation_by_kind" if n == 100 else f"simulation_by_kind_{n}_cells"
     record = {
         "command": "python benchmarks/science/simulation_by_kind.py "
-        + " ".join(f"'{json.dumps(v)}'" for v in variants),
+        + " ".join(f"'{json.dumps(v)}'" for v in variants)
+        + ("" if n == 100 else f" --cells-per-label {n}"),
+        "cells_per_label": n,
         "commit": current_commit(),
         "runs": [],
     }
@@ -124,7 +140,7 @@ def main() -> None:
         effects = real_screens.model_effects(model, task, args).X
         genes = list(adata.var_names)
         record["runs"].append({"variant": variant} | by_kind(model, task, kind_of, genes, effects))
-        save_results("simulation_by_kind", record, table(record))
+        save_results(name, record, table(record))
 
 
 if __name__ == "__main__":

@@ -61,9 +61,11 @@ class SAMSVAE(PerturbationModel):
         beta_tg ~ N(0, ``target_effect_prior_scale``²) added to the decoder's output for g in the
         cells that carry t, beside the latent shift (a knock-down of the targeted gene is often
         the largest single-gene effect, and one a few latent dimensions render poorly).
-        ``"auto"``: every perturbation named after a measured gene (``adata.var_names``) targets
-        it, and none when no name matches; a mapping ``{perturbation: gene or [genes]}`` names
-        the pairs (guide groups, other gene identifiers); ``None`` turns them off.
+        ``"auto"``: the screen's own map in ``adata.uns["target_genes"]`` where there is one,
+        else every perturbation named after a measured gene (one of ``adata.var_names``, or of
+        a gene-symbol column of ``adata.var`` such as ``gene_symbols``) targets it, and none
+        when no name matches; a mapping ``{perturbation: gene or [genes]}`` names the pairs
+        (guide groups, other gene identifiers); ``None`` turns them off.
         :meth:`get_target_gene_effects` reads them.
     target_effect_prior_scale
         Prior standard deviation of the direct effects (natural-log scale of expression).

@@ -31,6 +31,13 @@ def test_auto_target_genes_recover_the_simulated_knock_downs(tmp_path) -> None:
     )
     off = samsvae.SAMSVAE(adata, target_genes=None)
     assert off.config.target_genes == () and off.get_target_gene_effects().empty
+    # a screen whose labels are not gene names declares its map in uns; "auto" reads it
+    renamed = adata.copy()
+    renamed.obs["perturbation"] = renamed.obs["perturbation"].astype(str).str.replace("gene", "g")
+    renamed.uns["target_genes"] = {t.replace("gene", "g"): t for t in truth["perturbations"][:3]}
+    samsvae.SAMSVAE.setup_anndata(renamed, perturbation_key="perturbation", control="control")
+    declared = samsvae.SAMSVAE(renamed).get_target_gene_effects()
+    assert sorted(declared["gene"]) == sorted(truth["perturbations"][:3])
 
 
 def test_the_default_path_recovers_the_realistic_simulations_effects() -> None:

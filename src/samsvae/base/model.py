@@ -16,7 +16,7 @@ from samsvae.base.interpretation import InterpretationMixin
 from samsvae.base.persistence import PersistenceMixin
 from samsvae.base.training import TrainingMixin
 from samsvae.config import ConditionalVAEConfig, CPAVAEConfig, SAMSVAEConfig, SVAEPlusConfig
-from samsvae.models.target_genes import target_pairs
+from samsvae.models.target_genes import auto_target_map, target_pairs
 
 if TYPE_CHECKING:
     from typing import Self
@@ -57,7 +57,7 @@ class PerturbationModel(
             design = self._design_from_setup(adata)
         self.design = design
         if adata is not None:
-            self.config = self._resolve_config(config, adata.n_obs)
+            self.config = self._resolve_config(config, adata)
         self.module = self._build_module(seed=0)
         self.train_settings: dict[str, Any] | None = None
         self.history: pd.DataFrame | None = None
@@ -73,13 +73,16 @@ class PerturbationModel(
         PerturbationModel.__init__(model, None, config, design=design)
         return model
 
-    def _resolve_config(self, config: ModelConfig, n_cells: int) -> ModelConfig:
+    def _resolve_config(self, config: ModelConfig, adata: ad.AnnData) -> ModelConfig:
         """Sizes chosen from the data where unset; named target genes as index pairs."""
         config = defaults.resolve_model_sizes(
-            config, n_cells=n_cells, n_perturbations=self.design.n_perturbations
+            config, n_cells=adata.n_obs, n_perturbations=self.design.n_perturbations
         )
         if hasattr(config, "target_genes"):
-            pairs = target_pairs(config.target_genes, self.design.perturbations, self.design.genes)
+            requested = config.target_genes
+            if isinstance(requested, str) and requested == "auto":
+                requested = auto_target_map(adata.uns, adata.var, self.design.perturbations)
+            pairs = target_pairs(requested, self.design.perturbations, self.design.genes)
             config = dataclasses.replace(config, target_genes=pairs)
         return config
 

@@ -14,8 +14,11 @@ global term. Guide: q(beta_tg) = Normal(loc, scale), loc initialised at 0 and sc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,13 +124,58 @@ class TargetGeneEffects(nn.Module):
         )
 
 
+#: ``adata.uns`` key of a screen's own map of perturbations to their target genes.
+TARGET_MAP_KEY = "target_genes"
+#: ``adata.var`` columns read as gene symbols where ``var_names`` are other identifiers
+#: (Ensembl IDs): the names scanpy's readers, CELLxGENE and 10x files give them.
+SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "gene_name", "gene_names", "feature_name")
+
+
+def auto_target_map(
+    uns: Mapping[str, Any], var: pd.DataFrame, perturbations: Sequence[str]
+) -> dict[str, list[str]]:
+    """What ``target_genes="auto"`` pairs in this data, as ``{perturbation: [gene, ...]}``.
+
+    The screen's own map in ``uns["target_genes"]`` (``{perturbation: gene or [genes]}``, e.g.
+    guide groups to the genes they target) where there is one; otherwise every perturbation
+    named after a measured gene: one of ``var_names`` or, where those are other identifiers, a
+    gene symbol of the first :data:`SYMBOL_COLUMNS` column ``var`` has. Perturbations absent from
+    the data and genes that are not modelled (e.g. dropped by gene selection) are left out.
+    """
+    measured = set(map(str, var.index))
+    declared = uns.get(TARGET_MAP_KEY)
+    if declared is not None:
+        if not hasattr(declared, "items"):
+            msg = (
+                f"adata.uns[{TARGET_MAP_KEY!r}] must map each perturbation to its target gene(s), "
+                f"not a {type(declared).__name__}; fix it or pass target_genes= explicitly."
+            )
+            raise TypeError(msg)
+        wanted = set(perturbations)
+        found = {
+            str(t): [str(g) for g in ([genes] if isinstance(genes, str) else genes)]
+            for t, genes in declared.items()
+            if str(t) in wanted
+        }
+        return {
+            t: kept for t, genes in found.items() if (kept := [g for g in genes if g in measured])
+        }
+    by_name = {name: name for name in measured}
+    column = next((c for c in SYMBOL_COLUMNS if c in var.columns), None)
+    if column is not None:
+        symbols = var[column].astype(str)
+        by_name = dict(zip(symbols, map(str, var.index), strict=True)) | by_name
+    return {t: [by_name[t]] for t in perturbations if t in by_name}
+
+
 def target_pairs(
     requested: object, perturbations: tuple[str, ...], genes: tuple[str, ...]
 ) -> tuple[tuple[int, int], ...]:
     """(perturbation index, gene index) pairs from a model's ``target_genes`` option.
 
-    ``"auto"``: every perturbation whose name is a measured gene targets that gene; ``None``: no
-    pairs; a mapping ``{perturbation: gene or [genes]}`` names them (every name must exist).
+    ``None``: no pairs; a mapping ``{perturbation: gene or [genes]}`` names them (every name
+    must exist); ``"auto"`` (resolved from the data by :func:`auto_target_map` where the model
+    has it): every perturbation whose name is a measured gene targets that gene.
     """
     if requested is None:
         return ()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
 from samsvae.config import SAMSVAEConfig
 from samsvae.models import SAMSVAEModule
-from samsvae.models.target_genes import TargetGeneEffects, target_pairs
+from samsvae.models.target_genes import TargetGeneEffects, auto_target_map, target_pairs
 
 
 def test_target_sample_offsets_and_global_terms_match_a_direct_computation() -> None:
@@ -88,3 +89,21 @@ def test_target_pairs_resolve_auto_mappings_and_bad_names() -> None:
     with pytest.raises(ValueError, match="gene 'Z', which is not among"):
         target_pairs({"A": "Z"}, perturbations, genes)
     assert math.isclose(SAMSVAEConfig(target_genes=[[0, 1]]).target_genes[0][1], 1)
+
+
+def test_auto_reads_the_screens_own_map_then_gene_symbols_then_var_names() -> None:
+    perturbations = ("CITED2_TSS", "chr3.5275", "GATA1", "MYC")
+    var = pd.DataFrame(
+        {"gene_symbols": ["CITED2", "GATA1", "MYC"]}, index=["ENSG01", "ENSG02", "MYC"]
+    )
+    # the symbol column maps GATA1 to its Ensembl ID; MYC is a var_name itself
+    assert auto_target_map({}, var, perturbations) == {"GATA1": ["ENSG02"], "MYC": ["MYC"]}
+    assert auto_target_map({}, var.drop(columns="gene_symbols"), perturbations) == {"MYC": ["MYC"]}
+    # a declared map wins; perturbations absent from the data and unmodelled genes drop out
+    declared = {"CITED2_TSS": "ENSG01", "chr3.5275": ["ENSG02", "ENSG99"], "absent": "MYC"}
+    assert auto_target_map({"target_genes": declared}, var, perturbations) == {
+        "CITED2_TSS": ["ENSG01"],
+        "chr3.5275": ["ENSG02"],
+    }
+    with pytest.raises(TypeError, match=r"uns\['target_genes'\] must map"):
+        auto_target_map({"target_genes": ["ENSG01"]}, var, perturbations)
