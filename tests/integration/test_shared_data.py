@@ -56,3 +56,19 @@ def test_sams_vae_fits_gasperini_cells_with_several_guides_and_two_batches() -> 
         ["CITED2_TSS"], n_samples=100, covariates={"batch": "prep_batch_1"}
     )
     assert np.isfinite(batch_1.X).all()
+
+
+@pytest.mark.skipif(not GASPERINI.exists(), reason=f"{GASPERINI} is not available")
+def test_the_default_target_genes_read_gasperinis_map_of_guide_groups_to_genes() -> None:
+    adata = ad.read_h5ad(GASPERINI)
+    pairs = adata.uns["positive_control_pairs"]
+    groups, genes = (list(map(str, pairs[key])) for key in ("grna_group", "response_id"))
+    samsvae.SAMSVAE.setup_anndata(
+        adata, perturbation_key="perturbations", control="none_of_listed"
+    )
+    assert samsvae.SAMSVAE(adata).get_target_gene_effects().empty  # no label names a gene
+    adata.uns["target_genes"] = dict(zip(groups, genes, strict=True))
+    paired = samsvae.SAMSVAE(adata).get_target_gene_effects()
+    assert dict(zip(paired["perturbation"], paired["gene"], strict=True)) == dict(
+        zip(groups, genes, strict=True)
+    )
