@@ -13,6 +13,9 @@ E[e ⊙ m] per perturbation; and the pooled ATE r over all kinds (the scoreboard
 
     python benchmarks/science/simulation_by_kind.py '{}' '{"model": {"mask_prior": 0.001}}'
 
+A variant's ``"globals_only_epochs": N`` then trains the per-perturbation variables alone for N
+more epochs, the networks frozen.
+
 Writes ``benchmarks/results/simulation_by_kind.{json,md}``. ``--cells-per-label N`` draws the
 same screen (same truth) with N cells per perturbation and combination and 8 N controls instead
 of 100 and 800, and writes ``simulation_by_kind_{N}_cells``: whether more cells of the same
@@ -77,6 +80,14 @@ def by_kind(model, task, kind_of: dict, genes: list[str], effects: np.ndarray) -
     return out
 
 
+def train_globals_only(model: samsvae.SAMSVAE, epochs: int) -> None:
+    """Continue training the per-perturbation variables (masks, shifts, target effects) alone,
+    with the networks frozen at their best-validation state."""
+    for name, parameter in model.module.named_parameters():
+        parameter.requires_grad_(name.startswith(("guide.", "target_effects.")))
+    model.train(max_epochs=epochs, seed=0, progress_bar=False)
+
+
 def table(record: dict) -> str:
     caption = (
         "Realistic simulation, seen singles against their true effects, by kind of perturbation "
@@ -113,8 +124,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("variants", nargs="+", type=json.loads, help="JSON: model, train")
+    parser.add_argument(
+        "variants", nargs="+", type=json.loads, help="JSON: model, train, globals_only_epochs"
+    )
     parser.add_argument("--cells-per-label", type=int, default=100)
+    parser.add_argument("--out-name", default=None, help="results file name")
     options = parser.parse_args()
     variants, n = options.variants, options.cells_per_label
     args = real_screens.scoring_arguments(0)
@@ -125,11 +139,14 @@ def main() -> None:
     kind_of = dict(zip(truth["target_genes"], truth["kinds"], strict=True))
     experiment = next(real_screens.simulation(adata, args))
     task = next(t for t in experiment.tasks if t.name == TASK)
-    name = "simulation_by_kind" if n == 100 else f"simulation_by_kind_{n}_cells"
+    name = options.out_name or (
+        "simulation_by_kind" if n == 100 else f"simulation_by_kind_{n}_cells"
+    )
     record = {
         "command": "python benchmarks/science/simulation_by_kind.py "
         + " ".join(f"'{json.dumps(v)}'" for v in variants)
-        + ("" if n == 100 else f" --cells-per-label {n}"),
+        + ("" if n == 100 else f" --cells-per-label {n}")
+        + ("" if options.out_name is None else f" --out-name {options.out_name}"),
         "cells_per_label": n,
         "commit": current_commit(),
         "runs": [],
@@ -137,6 +154,8 @@ def main() -> None:
     for variant in variants:
         model = samsvae.SAMSVAE(experiment.train, **variant.get("model", {}))
         model.train(seed=0, progress_bar=False, **variant.get("train", {}))
+        if "globals_only_epochs" in variant:
+            train_globals_only(model, variant["globals_only_epochs"])
         effects = real_screens.model_effects(model, task, args).X
         genes = list(adata.var_names)
         record["runs"].append({"variant": variant} | by_kind(model, task, kind_of, genes, effects))

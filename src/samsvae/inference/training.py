@@ -72,7 +72,7 @@ class TrainingPlan(L.LightningModule):
     """Optimises ``module`` by the negative plated ELBO with ``n_particles`` particles.
 
     Adam takes ``global_lr`` for ``module.per_perturbation_parameters()`` and ``lr`` for every
-    other parameter. After ``restarts`` divergence restarts both learning rates are scaled by
+    other parameter; ``weight_decay`` applies to the other parameters (the networks) only. After ``restarts`` divergence restarts both learning rates are scaled by
     ``divergence_lr_factor ** restarts``; checkpoints carry the count.
 
     ``validation_plate_sizes`` (n_perturbations,) holds n_t counted over the validation cells:
@@ -141,12 +141,14 @@ class TrainingPlan(L.LightningModule):
         per_perturbation = self.module.per_perturbation_parameters()
         per_perturbation_ids = {id(p) for p in per_perturbation}
         shared = [p for p in self.module.parameters() if id(p) not in per_perturbation_ids]
-        groups = [{"params": shared}]
+        # Weight decay regularises the networks only: the per-perturbation variables have their
+        # priors in the ELBO, and decay on top would shrink every shift towards zero.
+        groups = [{"params": shared, "weight_decay": self.weight_decay}]
         if per_perturbation:  # a conditional VAE has no global variables
-            groups.append({"params": per_perturbation})
+            groups.append({"params": per_perturbation, "weight_decay": 0.0})
         for group, lr in zip(groups, self._learning_rates(), strict=False):
             group["lr"] = lr
-        return torch.optim.Adam(groups, weight_decay=self.weight_decay)
+        return torch.optim.Adam(groups)
 
     def _learning_rates(self) -> tuple[float, float]:
         """Learning rates of the (shared, per-perturbation) parameter groups after the restarts

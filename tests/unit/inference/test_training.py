@@ -72,7 +72,7 @@ def test_global_lr_applies_to_exactly_the_per_perturbation_parameters(model: str
     build, expected = MODELS[model]
     module = build()
     plan = training.TrainingPlan(
-        module, n_particles=2, lr=1e-3, global_lr=3e-2, weight_decay=0.0, restarts=1
+        module, n_particles=2, lr=1e-3, global_lr=3e-2, weight_decay=1e-3, restarts=1
     )
     groups = plan.configure_optimizers().param_groups
     name_of = {id(p): name for name, p in module.named_parameters()}
@@ -80,6 +80,8 @@ def test_global_lr_applies_to_exactly_the_per_perturbation_parameters(model: str
     everything = set(name_of.values())
     assert names[0] == everything - expected
     assert [group["lr"] for group in groups] == [5e-4, 1.5e-2][: len(groups)]  # x 0.5: a restart
+    # weight decay on the networks only: the global variables have their priors
+    assert [group["weight_decay"] for group in groups] == [1e-3, 0.0][: len(groups)]
     if expected:
         assert names[1] == expected
     else:
