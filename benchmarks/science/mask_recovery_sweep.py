@@ -80,6 +80,9 @@ SETTINGS: dict[str, QuickstartSettings] = {
 #: the simulation calibrated to real screens, with SAMS-VAE at its defaults rather than the
 #: quickstart's settings (see :func:`run_realistic`)
 REALISTIC = "realistic (defaults)"
+#: the same screen (same truth) with 300 cells per perturbation and combination, 2,400 controls
+REALISTIC_300 = "realistic, 300 cells per label (defaults)"
+REALISTIC_CELLS = {REALISTIC: 100, REALISTIC_300: 300}
 KEYS = (
     ("mask_precision", "precision"),
     ("mask_recall", "recall"),
@@ -94,8 +97,8 @@ KEYS = (
 
 
 def run(name: str, refinement: str, ate_samples: int) -> dict[str, Any]:
-    if name == REALISTIC:
-        return run_realistic(refinement, ate_samples)
+    if name in REALISTIC_CELLS:
+        return run_realistic(refinement, ate_samples, cells=REALISTIC_CELLS[name])
     settings = dataclasses.replace(
         SETTINGS[name], mask_refinement=refinement, ate_samples=ate_samples, iwelbo_particles=50
     )
@@ -109,12 +112,20 @@ def run(name: str, refinement: str, ate_samples: int) -> dict[str, Any]:
     return row
 
 
-def run_realistic(refinement: str, ate_samples: int, seed: int = 0) -> dict[str, Any]:
-    """``datasets.simulate_realistic(seed)``: a quarter of its combinations held out, SAMS-VAE
-    built and trained at its defaults on the rest (only ``mask_refinement`` set). Only its
-    "program" perturbations have latent effects; the others' true masks are empty."""
+def run_realistic(
+    refinement: str, ate_samples: int, seed: int = 0, cells: int = 100
+) -> dict[str, Any]:
+    """``datasets.simulate_realistic(seed)`` with ``cells`` cells per label (8 times as many
+    controls): a quarter of its combinations held out, SAMS-VAE built and trained at its
+    defaults on the rest (only ``mask_refinement`` set). Only its "program" perturbations have
+    latent effects; the others' true masks are empty."""
     start = time.perf_counter()
-    adata = samsvae.datasets.simulate_realistic(seed=seed)
+    adata = samsvae.datasets.simulate_realistic(
+        seed=seed,
+        n_cells_per_perturbation=cells,
+        n_cells_per_combination=cells,
+        n_control_cells=8 * cells,
+    )
     combinations = list(adata.uns["simulation"]["combinations"])
     _, held_out = split_combinations(
         combinations, held_out_fraction=QUICK.held_out_fraction, seed=seed
@@ -127,12 +138,13 @@ def run_realistic(refinement: str, ate_samples: int, seed: int = 0) -> dict[str,
     model.train(seed=seed, progress_bar=False, mask_refinement=refinement)
     observed = data_average_treatment_effects(adata.X, labels, held_out, "control")
     effects = model.average_treatment_effects(held_out, n_samples=ate_samples, seed=seed).X
-    row = {"setting": REALISTIC, "mask_refinement": refinement}
+    name = next(name for name, n in REALISTIC_CELLS.items() if n == cells)
+    row = {"setting": name, "mask_refinement": refinement}
     row |= mask_metrics(model, adata)
     row["heldout_combo_ate_pearson_r"] = ate_metrics(effects, observed)["ate_pearson_r"]
     row["heldout_iwelbo"] = model.iwelbo(test, n_particles=50, seed=seed, progress_bar=False)
     row["wall_seconds"] = time.perf_counter() - start
-    row["simulation"] = {"simulate_realistic": {"seed": seed}, "model": "defaults"}
+    row["simulation"] = {"simulate_realistic": {"seed": seed, "cells": cells}, "model": "defaults"}
     return row
 
 
@@ -164,7 +176,7 @@ def table(record: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    names = [*SETTINGS, REALISTIC]
+    names = [*SETTINGS, *REALISTIC_CELLS]
     parser.add_argument("--settings", nargs="+", choices=names, default=names)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--ate-samples", type=int, default=1000)

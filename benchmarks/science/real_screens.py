@@ -37,7 +37,8 @@ Writes ``benchmarks/results/{out-name}.{json,md}`` after each dataset.
 
 Gasperini's labels are guide groups and its genes Ensembl IDs, so the screen's own map of its
 positive-control groups to their target genes (``uns["positive_control_pairs"]``) is written to
-``uns["target_genes"]``, where SAMS-VAE's default ``target_genes="auto"`` reads it.
+``uns["target_genes"]``, where SAMS-VAE's default ``target_genes="auto"`` reads it
+(``--without-target-map`` leaves it out).
 
 ``--quick`` (a smoke test: 2 epochs, 100 ATE particles, 10 IWELBO particles) writes
 ``real_screens_quick`` unless ``--out-name`` is given.
@@ -367,7 +368,7 @@ def scoring_arguments(seed: int) -> argparse.Namespace:
     return argparse.Namespace(heldout_lines=["first"], seed=seed, quick=False, ate_samples="auto")
 
 
-def load(name: str) -> ad.AnnData | None:
+def load(name: str, *, target_map: bool = True) -> ad.AnnData | None:
     path = DATASETS[name][0]
     if path is None:
         return samsvae.datasets.simulate_realistic(seed=0)
@@ -375,7 +376,7 @@ def load(name: str) -> ad.AnnData | None:
         print(f"[{name}] skipped: {path} is absent", flush=True)
         return None
     adata = ad.read_h5ad(path)
-    if "positive_control_pairs" in adata.uns:  # Gasperini: guide group -> target gene
+    if target_map and "positive_control_pairs" in adata.uns:  # Gasperini: group -> target gene
         pairs = adata.uns["positive_control_pairs"]
         groups, genes = (list(map(str, pairs[key])) for key in ("grna_group", "response_id"))
         adata.uns["target_genes"] = dict(zip(groups, genes, strict=True))
@@ -482,7 +483,7 @@ def experiment_rows(dataset: str, experiment: Experiment, args: argparse.Namespa
 
 
 def run_dataset(name: str, args: argparse.Namespace) -> tuple[list[dict], dict] | None:
-    adata = load(name)
+    adata = load(name, target_map=not args.without_target_map)
     if adata is None:
         return None
     start, rows, experiments = time.perf_counter(), [], []
@@ -596,6 +597,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--without-target-map",
+        action="store_true",
+        help="leave Gasperini's map of guide groups to target genes out of uns['target_genes']",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="mean over these")
     parser.add_argument(
         "--heldout-lines",
