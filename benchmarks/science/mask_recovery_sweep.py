@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -186,7 +187,7 @@ def main() -> None:
     path = RESULTS / "mask_recovery_sweep.json"
     record = json.loads(path.read_text()) if path.exists() else {"rows": []}
     record |= {
-        "command": "python benchmarks/science/mask_recovery_sweep.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/science/mask_recovery_sweep.py " + shlex.join(sys.argv[1:]),
         "commit": current_commit()[:8],
         "threads": torch.get_num_threads(),
     }
