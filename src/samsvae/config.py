@@ -172,7 +172,8 @@ class TrainConfig:
         ``global_lr`` is the learning rate of the per-perturbation parameters (mask logits,
         embeddings), 30 times ``lr`` by default.
     weight_decay
-        Adam's weight decay.
+        Adam's weight decay of the networks; the per-perturbation variables take none (their
+        priors are in the ELBO).
     train_size, seed
         Share of the cells in the seeded training split (the rest validate); the seed also
         sets the initial weights of a first fit and the minibatch order.

@@ -72,7 +72,8 @@ class TrainingPlan(L.LightningModule):
     """Optimises ``module`` by the negative plated ELBO with ``n_particles`` particles.
 
     Adam takes ``global_lr`` for ``module.per_perturbation_parameters()`` and ``lr`` for every
-    other parameter; ``weight_decay`` applies to the other parameters (the networks) only. After ``restarts`` divergence restarts both learning rates are scaled by
+    other parameter; ``weight_decay`` applies to the other parameters (the networks) only.
+    After ``restarts`` divergence restarts both learning rates are scaled by
     ``divergence_lr_factor ** restarts``; checkpoints carry the count.
 
     ``validation_plate_sizes`` (n_perturbations,) holds n_t counted over the validation cells:

@@ -145,27 +145,33 @@ def auto_target_map(
     measured = set(map(str, var.index))
     declared = uns.get(TARGET_MAP_KEY)
     if declared is not None:
-        if not hasattr(declared, "items"):
-            msg = (
-                f"adata.uns[{TARGET_MAP_KEY!r}] must map each perturbation to its target gene(s), "
-                f"not a {type(declared).__name__}; fix it or pass target_genes= explicitly."
-            )
-            raise TypeError(msg)
-        wanted = set(perturbations)
-        found = {
-            str(t): [str(g) for g in ([genes] if isinstance(genes, str) else genes)]
-            for t, genes in declared.items()
-            if str(t) in wanted
-        }
-        return {
-            t: kept for t, genes in found.items() if (kept := [g for g in genes if g in measured])
-        }
+        return _declared_targets(declared, set(perturbations), measured)
     by_name = {name: name for name in measured}
     column = next((c for c in SYMBOL_COLUMNS if c in var.columns), None)
     if column is not None:
         symbols = var[column].astype(str)
         by_name = dict(zip(symbols, map(str, var.index), strict=True)) | by_name
     return {t: [by_name[t]] for t in perturbations if t in by_name}
+
+
+def _declared_targets(
+    declared: object, perturbations: set[str], measured: set[str]
+) -> dict[str, list[str]]:
+    """``uns["target_genes"]`` as ``{perturbation: [gene, ...]}``, restricted to the data's
+    perturbations and measured genes."""
+    if not hasattr(declared, "items"):
+        msg = (
+            f"adata.uns[{TARGET_MAP_KEY!r}] must map each perturbation to its target gene(s), "
+            f"not a {type(declared).__name__}; fix it or pass target_genes= explicitly."
+        )
+        raise TypeError(msg)
+    targets = {}
+    for perturbation, genes in declared.items():  # type: ignore[attr-defined]
+        named = [genes] if isinstance(genes, str) else list(genes)
+        kept = [str(g) for g in named if str(g) in measured]
+        if str(perturbation) in perturbations and kept:
+            targets[str(perturbation)] = kept
+    return targets
 
 
 def target_pairs(
