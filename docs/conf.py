@@ -76,6 +76,8 @@ def _benchmark_pages() -> None:
     out = DOCS / "benchmarks"
     out.mkdir(exist_ok=True)
     names = sorted(p.stem for p in RESULTS.glob("*.md"))
+    for stale in {p.stem for p in out.glob("*.md")} - {*names, "index"}:
+        (out / f"{stale}.md").unlink()  # a record that was removed
     for name in names:
         title = name.replace("_", " ").capitalize()
         sources = [f"`benchmarks/results/{name}.md`"]
