@@ -74,6 +74,19 @@ SETTINGS: dict[str, QuickstartSettings] = {
         n_genes=300,
         max_epochs=120,
     ),
+    "T200 K50 p0.05, 100 cells": dataclasses.replace(
+        QUICK,
+        n_perturbations=200,
+        n_combinations=40,
+        n_latent=50,
+        model_latent=50,
+        mask_probability=0.05,
+        mask_prior=0.05,
+        n_cells_per_perturbation=100,
+        n_cells_per_combination=100,
+        n_genes=300,
+        max_epochs=120,
+    ),
     "shallow: depth 500, effect 2": dataclasses.replace(
         QUICK, library_size=500.0, effect_mean=2.0, seed=2
     ),
@@ -179,6 +192,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     names = [*SETTINGS, *REALISTIC_CELLS]
     parser.add_argument("--settings", nargs="+", choices=names, default=names)
+    parser.add_argument(
+        "--procedures", nargs="+", choices=["varimax", "none"], default=["varimax", "none"]
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--ate-samples", type=int, default=1000)
     args = parser.parse_args()
@@ -192,7 +208,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     for name in args.settings:
-        for refinement in ("varimax", "none"):
+        for refinement in args.procedures:
             row = run(name, refinement, args.ate_samples)
             print(json.dumps({k: v for k, v in row.items() if k != "simulation"}), flush=True)
             record["rows"] = [
