@@ -36,6 +36,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from real_data import RESULTS, current_commit, save_results
 
 QUICK = QuickstartSettings()
+#: 200 perturbations of 50 cells, K = 50
+T200 = dataclasses.replace(
+    QUICK,
+    n_perturbations=200,
+    n_combinations=40,
+    n_latent=50,
+    model_latent=50,
+    mask_probability=0.05,
+    mask_prior=0.05,
+    n_cells_per_perturbation=50,
+    n_cells_per_combination=100,
+    n_genes=300,
+    max_epochs=120,
+)
 SETTINGS: dict[str, QuickstartSettings] = {
     "quickstart": QUICK,
     "seed1": dataclasses.replace(QUICK, seed=1),
@@ -61,32 +75,8 @@ SETTINGS: dict[str, QuickstartSettings] = {
         n_cells_per_combination=100,
         n_genes=200,
     ),
-    "T200 K50 p0.05": dataclasses.replace(
-        QUICK,
-        n_perturbations=200,
-        n_combinations=40,
-        n_latent=50,
-        model_latent=50,
-        mask_probability=0.05,
-        mask_prior=0.05,
-        n_cells_per_perturbation=50,
-        n_cells_per_combination=100,
-        n_genes=300,
-        max_epochs=120,
-    ),
-    "T200 K50 p0.05, 100 cells": dataclasses.replace(
-        QUICK,
-        n_perturbations=200,
-        n_combinations=40,
-        n_latent=50,
-        model_latent=50,
-        mask_probability=0.05,
-        mask_prior=0.05,
-        n_cells_per_perturbation=100,
-        n_cells_per_combination=100,
-        n_genes=300,
-        max_epochs=120,
-    ),
+    "T200 K50 p0.05": T200,
+    "T200 K50 p0.05, 100 cells": dataclasses.replace(T200, n_cells_per_perturbation=100),
     "shallow: depth 500, effect 2": dataclasses.replace(
         QUICK, library_size=500.0, effect_mean=2.0, seed=2
     ),
