@@ -33,7 +33,7 @@ from samsvae.evaluate import ate_metrics, data_average_treatment_effects
 from samsvae.workflows import QuickstartSettings, mask_metrics, run_quickstart
 
 sys.path.insert(0, str(Path(__file__).parent))
-from real_data import RESULTS, current_commit, save_results
+from real_data import RESULTS, current_commit, realistic_screen, save_results
 
 QUICK = QuickstartSettings()
 #: 200 perturbations of 50 cells, K = 50
@@ -102,7 +102,7 @@ KEYS = (
 
 def run(name: str, refinement: str, ate_samples: int) -> dict[str, Any]:
     if name in REALISTIC_CELLS:
-        return run_realistic(refinement, ate_samples, cells=REALISTIC_CELLS[name])
+        return run_realistic(name, refinement, ate_samples)
     settings = dataclasses.replace(
         SETTINGS[name], mask_refinement=refinement, ate_samples=ate_samples, iwelbo_particles=50
     )
@@ -116,20 +116,14 @@ def run(name: str, refinement: str, ate_samples: int) -> dict[str, Any]:
     return row
 
 
-def run_realistic(
-    refinement: str, ate_samples: int, seed: int = 0, cells: int = 100
-) -> dict[str, Any]:
-    """``datasets.simulate_realistic(seed)`` with ``cells`` cells per label (8 times as many
-    controls): a quarter of its combinations held out, SAMS-VAE built and trained at its
-    defaults on the rest (only ``mask_refinement`` set). Only its "program" perturbations have
-    latent effects; the others' true masks are empty."""
+def run_realistic(name: str, refinement: str, ate_samples: int, seed: int = 0) -> dict[str, Any]:
+    """The realistic screen of ``seed`` with the cells per label of setting ``name``
+    (:data:`REALISTIC_CELLS`): a quarter of its combinations held out, SAMS-VAE built and
+    trained at its defaults on the rest (only ``mask_refinement`` set). Only its "program"
+    perturbations have latent effects; the others' true masks are empty."""
     start = time.perf_counter()
-    adata = samsvae.datasets.simulate_realistic(
-        seed=seed,
-        n_cells_per_perturbation=cells,
-        n_cells_per_combination=cells,
-        n_control_cells=8 * cells,
-    )
+    cells = REALISTIC_CELLS[name]
+    adata = realistic_screen(cells, seed=seed)
     combinations = list(adata.uns["simulation"]["combinations"])
     _, held_out = split_combinations(
         combinations, held_out_fraction=QUICK.held_out_fraction, seed=seed
@@ -142,7 +136,6 @@ def run_realistic(
     model.train(seed=seed, progress_bar=False, mask_refinement=refinement)
     observed = data_average_treatment_effects(adata.X, labels, held_out, "control")
     effects = model.average_treatment_effects(held_out, n_samples=ate_samples, seed=seed).X
-    name = next(name for name, n in REALISTIC_CELLS.items() if n == cells)
     row = {"setting": name, "mask_refinement": refinement}
     row |= mask_metrics(model, adata)
     row["heldout_combo_ate_pearson_r"] = ate_metrics(effects, observed)["ate_pearson_r"]

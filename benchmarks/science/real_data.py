@@ -85,6 +85,20 @@ def parse_args(description: str, data: Path, max_epochs: int) -> argparse.Namesp
     return parser.parse_args()
 
 
+def realistic_screen(cells_per_label: int = 100, seed: int = 0) -> ad.AnnData:
+    """``samsvae.datasets.simulate_realistic(seed)`` with ``cells_per_label`` cells per
+    perturbation and combination and 8 times as many controls (its own 100 and 800 by default):
+    the same screen, the same truth, only more or fewer cells."""
+    import samsvae
+
+    return samsvae.datasets.simulate_realistic(
+        seed=seed,
+        n_cells_per_perturbation=cells_per_label,
+        n_cells_per_combination=cells_per_label,
+        n_control_cells=8 * cells_per_label,
+    )
+
+
 def save_results(name: str, record: dict[str, Any], table: str) -> None:
     """Write ``benchmarks/results/{name}.json`` and ``.md`` and print the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ from samsvae.evaluate import ate_metrics, data_average_treatment_effects, fit_ef
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gasperini_random_split import rank_summary, target_ranks
-from real_data import RESULTS, current_commit, format_value, save_results
+from real_data import RESULTS, current_commit, format_value, realistic_screen, save_results
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -371,7 +371,7 @@ def scoring_arguments(seed: int) -> argparse.Namespace:
 def load(name: str, *, target_map: bool = True) -> ad.AnnData | None:
     path = DATASETS[name][0]
     if path is None:
-        return samsvae.datasets.simulate_realistic(seed=0)
+        return realistic_screen()
     if not path.exists():
         print(f"[{name}] skipped: {path} is absent", flush=True)
         return None

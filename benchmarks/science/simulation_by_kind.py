@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import real_screens
-from real_data import current_commit, save_results
+from real_data import current_commit, format_value, realistic_screen, save_results
 
 import samsvae
 
@@ -118,9 +118,6 @@ def table(record: dict) -> str:
     header += "masks on | shift norm |"
     lines = [caption, "", header, "|---" * 10 + "|"]
 
-    def fmt(value: float | None) -> str:
-        return "" if value is None else f"{value:.3f}"
-
     for run in record["runs"]:
         for kind in KINDS:
             k = run[kind]
@@ -128,10 +125,15 @@ def table(record: dict) -> str:
                 f"{k[key]:.3f}"
                 for key in ("sd_off_target", "true_sd_off_target", "per_label_sd_off_target")
             )
-            pooled = f"{fmt(run['pooled_r'])} ({fmt(run['per_label_r'])}; "
-            pooled += f"{fmt(run.get('pooled_r_clean_nulls'))})"
+            pooled = f"{format_value(run['pooled_r'])} ({format_value(run['per_label_r'])}; "
+            pooled += f"{format_value(run.get('pooled_r_clean_nulls'))})"
             cells = [f"`{json.dumps(run['variant'])}`", pooled, kind, str(k["n"])]
-            cells += [fmt(k["r"]), fmt(k["r_off_target"]), sds, fmt(k["slope"])]
+            cells += [
+                format_value(k["r"]),
+                format_value(k["r_off_target"]),
+                sds,
+                format_value(k["slope"]),
+            ]
             cells += [f"{k['masks_on']:.2f}", f"{k['shift_norm']:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -149,9 +151,7 @@ def main() -> None:
     options = parser.parse_args()
     variants, n = options.variants, options.cells_per_label
     args = real_screens.scoring_arguments(0)
-    adata = samsvae.datasets.simulate_realistic(
-        seed=0, n_cells_per_perturbation=n, n_cells_per_combination=n, n_control_cells=8 * n
-    )
+    adata = realistic_screen(n)
     truth = adata.uns["simulation"]
     kind_of = dict(zip(truth["target_genes"], truth["kinds"], strict=True))
     experiment = next(real_screens.simulation(adata, args))
