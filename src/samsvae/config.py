@@ -199,9 +199,9 @@ class TrainConfig:
         Bernoulli masks) makes the masks sparse: after two thirds of the epochs it rotates the
         latent space to the varimax frame of the expected shifts E[e * m], which changes no
         cell's likelihood, restarts the masks there (q(m = 1) 0.99 on each perturbation's large
-        rotated shifts, 0.01 elsewhere), holds them while the networks adapt and releases them
-        for the last ninth. Budgets under 9 epochs train as published, with a warning. It can
-        cost prediction on real-like data (see the results pages).
+        rotated shifts, 0.01 elsewhere) and holds them there while the networks and
+        embeddings adapt for the last third. Budgets under 9 epochs train as published, with
+        a warning. It can cost prediction on real-like data (see the results pages).
     checkpoint_dir, checkpoint_every_n_epochs, resume
         Save the training state there (safetensors + JSON, replaced atomically) every so many
         epochs; ``resume=True`` continues the run it holds (or starts one), ending on CPU with

@@ -13,7 +13,8 @@ dense. For an orthogonal R and new coordinates z' = R^T z, the model with
 gives every cell the same likelihood for the same draws. :func:`rotate_latent_space` applies it.
 :func:`sparse_restart` chooses R as the varimax rotation of the expected shifts, which makes
 them as sparse as a rotation can, and restarts the masks from the rotated shifts: on where a
-perturbation's rotated shift is large, off elsewhere; training then goes on from there.
+perturbation's rotated shift is large, off elsewhere; training then goes on from there with the
+masks held where the restart put them.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from samsvae.models.guides import MeanFieldGuide
 
 #: q(m = 1) of the restarted masks: on entries and off entries.
 ON_PROBABILITY, OFF_PROBABILITY = 0.99, 0.01
-#: Where in the training budget the restart happens and the masks are released again: the
-#: networks and embeddings first adapt to the restarted masks, held fixed (released at once,
-#: the masks densify again), then everything trains together.
-RESTART_AT, RELEASE_AT = 2 / 3, 8 / 9
-#: Fewer epochs than this leave no room for the three phases: no restart.
+#: Where in the training budget the restart happens. The masks are held from there to the end
+#: while the networks and embeddings adapt: released, the ELBO switches on small corrections
+#: the dense fit needed and the masks densify again.
+RESTART_AT = 2 / 3
+#: Fewer epochs than this leave too little for the dense fit or for adapting to the restart.
 MIN_EPOCHS = 9
 
 
@@ -91,11 +92,11 @@ def can_restart(module: torch.nn.Module) -> bool:
     )
 
 
-def restart_schedule(n_epochs: int) -> tuple[int, int] | None:
-    """(restart epoch, release epoch) for ``n_epochs`` of training, or None when too short."""
+def restart_epoch(n_epochs: int) -> int | None:
+    """The epoch of the restart for ``n_epochs`` of training, or None when too short."""
     if n_epochs < MIN_EPOCHS:
         return None
-    return round(RESTART_AT * n_epochs), round(RELEASE_AT * n_epochs)
+    return round(RESTART_AT * n_epochs)
 
 
 @torch.no_grad()

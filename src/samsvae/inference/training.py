@@ -21,7 +21,7 @@ from samsvae.data.loaders import loader_perturbation_counts
 from samsvae.inference.mask_refinement import (
     MIN_EPOCHS,
     can_restart,
-    restart_schedule,
+    restart_epoch,
     sparse_restart,
 )
 from samsvae.inference.objectives import LossTerms, gradient_weight, minibatch_elbo
@@ -209,15 +209,15 @@ class BestWeights(Callback):
 
 class SparseMaskRestart(Callback):
     """The sparse restart of the masks (:func:`~samsvae.inference.mask_refinement.sparse_restart`)
-    after epoch ``restart_epoch`` - 1, with the mask logits held fixed until ``release_epoch``.
+    after epoch ``restart_epoch`` - 1, with the mask logits held fixed from then on.
 
     The restart rotates the latent space, so Adam's moment estimates are dropped, and the best
     weights and early stopping start afresh from it: the weights kept are those of the refined
     model, never the dense one from before.
     """
 
-    def __init__(self, restart_epoch: int, release_epoch: int, best: BestWeights) -> None:
-        self.restart_epoch, self.release_epoch, self.best = restart_epoch, release_epoch, best
+    def __init__(self, restart_epoch: int, best: BestWeights) -> None:
+        self.restart_epoch, self.best = restart_epoch, best
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch + 1 != self.restart_epoch:
@@ -234,7 +234,7 @@ class SparseMaskRestart(Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if self.restart_epoch <= trainer.current_epoch < self.release_epoch:
+        if trainer.current_epoch >= self.restart_epoch:
             pl_module.module.guide.mask_logits.grad = None  # Adam skips it: held where it is
 
 
@@ -429,9 +429,8 @@ def fit(
 
 def _mask_restart(
     module: torch.nn.Module, config: TrainConfig, max_epochs: int, steps_per_epoch: int
-) -> tuple[int, int] | None:
-    """The (restart, release) epochs of the sparse mask restart, or None (see
-    ``TrainConfig.mask_refinement``)."""
+) -> int | None:
+    """The epoch of the sparse mask restart, or None (see ``TrainConfig.mask_refinement``)."""
     if config.mask_refinement == "none":
         return None
     if not can_restart(module):
@@ -443,14 +442,14 @@ def _mask_restart(
     n_epochs = max_epochs
     if config.max_steps is not None:
         n_epochs = min(n_epochs, math.ceil(config.max_steps / max(1, steps_per_epoch)))
-    schedule = restart_schedule(n_epochs)
-    if schedule is None:
+    epoch = restart_epoch(n_epochs)
+    if epoch is None:
         msg = (
             f"mask_refinement='varimax' needs at least {MIN_EPOCHS} epochs; {n_epochs} train "
             "as published."
         )
         warnings.warn(msg, UserWarning, stacklevel=3)
-    return schedule
+    return epoch
 
 
 @contextlib.contextmanager
@@ -490,7 +489,7 @@ def _trainer(
     best, history = BestWeights(monitor), History()
     callbacks: list[Callback] = [best, history]
     if restart is not None:  # after ``best``: it resets the best weights at the restart
-        callbacks.append(SparseMaskRestart(*restart, best))
+        callbacks.append(SparseMaskRestart(restart, best))
     if config.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience))
     if directory is not None:
