@@ -14,6 +14,7 @@ import torch
 
 import samsvae
 from samsvae.base.training import set_training_statistics
+from samsvae.inference.mask_refinement import OFF_PROBABILITY, ON_PROBABILITY
 
 FAST = {"max_epochs": 2, "batch_size": 64, "progress_bar": False}
 
@@ -214,6 +215,19 @@ def test_mask_refinement_varimax_refuses_a_model_it_cannot_rotate(tiny_adata: ad
     plain = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
     with pytest.warns(UserWarning, match="needs at least 9 epochs; 2 train as published"):
         plain.train(mask_refinement="varimax", **FAST)
+
+
+def test_mask_refinement_varimax_holds_the_restarted_masks_to_the_end(
+    tiny_adata: ad.AnnData,
+) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    model.train(mask_refinement="varimax", **{**FAST, "max_epochs": 9})  # restart after 6
+    probabilities = model.get_mask_probabilities().to_numpy()
+    on = probabilities > 0.5
+    assert on.any() and not on.all()
+    held = np.where(on, ON_PROBABILITY, OFF_PROBABILITY)
+    np.testing.assert_allclose(probabilities, held, rtol=1e-6)
 
 
 def test_out_of_core_training_keeps_the_split_it_trained_on(
