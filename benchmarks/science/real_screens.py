@@ -574,8 +574,8 @@ def table(record: dict[str, Any]) -> str:
     caption = (
         "Real-screen scoreboard: every model at its defaults (`Model(adata)`, "
         f"`model.train(seed=seed)`){refinement}, beside the non-learned baselines fitted on "
-        "the training "
-        f"cells. Model ATEs at {depth}, perturbseq transform, by the estimator in the 'effects' "
+        "the training cells. "
+        f"Model ATEs at {depth}, perturbseq transform, by the estimator in the 'effects' "
         "column (expected: counts integrated out, particles until every standard error is "
         "at most 0.02, the default; sampled: the paper's estimator), "
         "against the test cells' data ATE; top-20 = the 20 genes of largest observed |effect| "
