@@ -31,9 +31,8 @@ import torch
 import samsvae
 from samsvae.data import split_combinations
 from samsvae.evaluate import ate_metrics, data_average_treatment_effects
-from samsvae.evaluate.interpret import varimax_rotation
 from samsvae.evaluate.metrics import mask_recovery
-from samsvae.inference.mask_refinement import on_entries
+from samsvae.inference.mask_refinement import sparse_frame
 from samsvae.workflows import QuickstartSettings, mask_metrics, run_quickstart, simulate_task
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -153,14 +152,14 @@ def run_realistic(name: str, refinement: str, ate_samples: int, seed: int = 0) -
 
 
 def f1_from_true_shifts(adata: Any) -> float:
-    """Mask F1 of the restart's rotation and rule applied to the simulator's own shifts e * m:
-    their varimax frame, with :func:`~samsvae.inference.mask_refinement.on_entries` switched on.
-    What a dense fit equal to the truth would give, so the most the restart can find."""
+    """Mask F1 of the restart's rotation and rule
+    (:func:`~samsvae.inference.mask_refinement.sparse_frame`) applied to the simulator's own
+    shifts e * m: what a dense fit equal to the truth would give, so the most the restart can
+    find."""
     simulation = adata.uns["simulation"]
     masks = np.asarray(simulation["masks"]).astype(bool)
     shifts = np.asarray(simulation["embeddings"]) * masks
-    rotated = shifts @ varimax_rotation(shifts)
-    return mask_recovery(on_entries(rotated), masks)["mask_f1"]
+    return mask_recovery(sparse_frame(shifts).switched_on, masks)["mask_f1"]
 
 
 def table(record: dict[str, Any]) -> str:

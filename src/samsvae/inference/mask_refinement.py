@@ -81,6 +81,14 @@ def on_entries(shifts: np.ndarray) -> np.ndarray:
     return (size >= row_max / 3) & (size >= 0.01 * size.max())
 
 
+def sparse_frame(shifts: np.ndarray) -> SparseRestart:
+    """The varimax rotation of ``shifts`` (T, K), the rotated shifts and the entries
+    :func:`on_entries` switches on there: what :func:`sparse_restart` applies to a model."""
+    rotation = varimax_rotation(shifts)
+    rotated = shifts @ rotation
+    return SparseRestart(rotation, rotated, on_entries(rotated))
+
+
 def can_restart(module: torch.nn.Module) -> bool:
     """Whether :func:`sparse_restart` applies: SAMS-VAE with the mean-field guide and
     Bernoulli masks (the correlated guide's network and Beta-Bernoulli masks do not rotate)."""
@@ -111,13 +119,10 @@ def sparse_restart(module: SAMSVAEModule) -> SparseRestart:
             "(guide='mean_field', mask_prior_concentration=None)."
         )
         raise ValueError(msg)
-    shifts = expected_shifts(guide).double().cpu().numpy()
-    rotation = varimax_rotation(shifts)
-    rotate_latent_space(module, torch.from_numpy(rotation))
-    rotated = shifts @ rotation
-    switched_on = on_entries(rotated)
-    probability = np.where(switched_on, ON_PROBABILITY, OFF_PROBABILITY)
+    frame = sparse_frame(expected_shifts(guide).double().cpu().numpy())
+    rotate_latent_space(module, torch.from_numpy(frame.rotation))
+    probability = np.where(frame.switched_on, ON_PROBABILITY, OFF_PROBABILITY)
     like = guide.mask_logits
     guide.mask_logits.copy_(torch.logit(torch.as_tensor(probability)).to(like))
-    guide.embedding_loc.copy_(torch.as_tensor(rotated).to(like))
-    return SparseRestart(rotation, rotated, switched_on)
+    guide.embedding_loc.copy_(torch.as_tensor(frame.shifts).to(like))
+    return frame
