@@ -200,8 +200,10 @@ class TrainConfig:
         latent space to the varimax frame of the expected shifts E[e * m], which changes no
         cell's likelihood, restarts the masks there (q(m = 1) 0.99 on each perturbation's large
         rotated shifts, 0.01 elsewhere) and holds them there while the networks and
-        embeddings adapt for the last third. Budgets under 9 epochs train as published, with
-        a warning. It can cost prediction on real-like data (see the results pages).
+        embeddings adapt for the last third; halfway through it, the entries that have shrunk
+        under 0.4 of their perturbation's largest are switched off. Budgets under 9 epochs
+        train as published, with a warning. It can cost prediction on real-like data (see the
+        results pages).
     checkpoint_dir, checkpoint_every_n_epochs, resume
         Save the training state there (safetensors + JSON, replaced atomically) every so many
         epochs; ``resume=True`` continues the run it holds (or starts one), ending on CPU with

@@ -28,7 +28,7 @@ from samsvae.evaluate import (
 from samsvae.evaluate.ate import transform_cells
 from samsvae.evaluate.metrics import top_genes_mask
 from samsvae.evaluate.report import ReportSection, write_html_report
-from samsvae.inference.mask_refinement import restart_epoch
+from samsvae.inference.mask_refinement import refinement_epochs
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (SAMSVAE, CPAVAE, ConditionalVAE, SVAEPlus)}
 
@@ -137,7 +137,7 @@ def train_on_task(
         seed=s.seed,
         progress_bar=progress_bar,
         # A tiny budget (a smoke run) has no room for the restart: train it as published.
-        mask_refinement=s.mask_refinement if restart_epoch(s.max_epochs) else "none",
+        mask_refinement=s.mask_refinement if refinement_epochs(s.max_epochs) else "none",
         **split,
     )
 

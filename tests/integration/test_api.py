@@ -222,7 +222,7 @@ def test_mask_refinement_varimax_holds_the_restarted_masks_to_the_end(
 ) -> None:
     samsvae.SAMSVAE.setup_anndata(tiny_adata)
     model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
-    model.train(mask_refinement="varimax", **{**FAST, "max_epochs": 9})  # restart after 6
+    model.train(mask_refinement="varimax", **{**FAST, "max_epochs": 9})  # restart 6, prune 8
     probabilities = model.get_mask_probabilities().to_numpy()
     on = probabilities > 0.5
     assert on.any() and not on.all()

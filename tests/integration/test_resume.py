@@ -138,7 +138,8 @@ def test_a_run_killed_between_checkpoints_resumes_bit_identically(
 def test_a_run_killed_after_the_sparse_mask_restart_resumes_bit_identically(
     tiny_adata: ad.AnnData, tmp_path: Path
 ) -> None:
-    # 9 epochs: the restart after epoch 6, masks held from then on; killed after 7 or 8.
+    # 9 epochs: the restart after epoch 6, masks held from then on, pruned after 8; killed
+    # after 7 or 8, so the resumed run may have the pruning still to do.
     train = {**TRAIN, "max_epochs": 9, "mask_refinement": "varimax"}
     reference = _model(tiny_adata.copy())
     reference.train(**train)

@@ -20,8 +20,10 @@ from samsvae import io
 from samsvae.data.loaders import loader_perturbation_counts
 from samsvae.inference.mask_refinement import (
     MIN_EPOCHS,
+    RefinementEpochs,
     can_restart,
-    restart_epoch,
+    prune_masks,
+    refinement_epochs,
     sparse_restart,
 )
 from samsvae.inference.objectives import LossTerms, gradient_weight, minibatch_elbo
@@ -209,20 +211,26 @@ class BestWeights(Callback):
 
 class SparseMaskRestart(Callback):
     """The sparse restart of the masks (:func:`~samsvae.inference.mask_refinement.sparse_restart`)
-    after epoch ``restart_epoch`` - 1, with the mask logits held fixed from then on.
+    after epoch ``epochs.restart`` - 1 and their pruning
+    (:func:`~samsvae.inference.mask_refinement.prune_masks`) after epoch ``epochs.prune`` - 1,
+    with the mask logits held fixed from the restart on.
 
-    The restart rotates the latent space, so Adam's moment estimates are dropped, and the best
-    weights and early stopping start afresh from it: the weights kept are those of the refined
-    model, never the dense one from before.
+    Each starts training afresh: the restart rotates the latent space, so Adam's moment
+    estimates are dropped, and the best weights and early stopping start again from it: the
+    weights kept are those of the refined model, never the dense or the unpruned one.
     """
 
-    def __init__(self, restart_epoch: int, best: BestWeights) -> None:
-        self.restart_epoch, self.best = restart_epoch, best
+    def __init__(self, epochs: RefinementEpochs, best: BestWeights) -> None:
+        self.epochs, self.best = epochs, best
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch + 1 != self.restart_epoch:
+        epoch = trainer.current_epoch + 1
+        if epoch == self.epochs.restart:
+            sparse_restart(pl_module.module)
+        elif epoch == self.epochs.prune:
+            prune_masks(pl_module.module)
+        else:
             return
-        sparse_restart(pl_module.module)
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
         self.best.reset()
@@ -234,7 +242,7 @@ class SparseMaskRestart(Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if trainer.current_epoch >= self.restart_epoch:
+        if trainer.current_epoch >= self.epochs.restart:
             pl_module.module.guide.mask_logits.grad = None  # Adam skips it: held where it is
 
 
@@ -429,8 +437,8 @@ def fit(
 
 def _mask_restart(
     module: torch.nn.Module, config: TrainConfig, max_epochs: int, steps_per_epoch: int
-) -> int | None:
-    """The epoch of the sparse mask restart, or None (see ``TrainConfig.mask_refinement``)."""
+) -> RefinementEpochs | None:
+    """When to restart and prune the masks, or None (see ``TrainConfig.mask_refinement``)."""
     if config.mask_refinement == "none":
         return None
     if not can_restart(module):
@@ -442,14 +450,14 @@ def _mask_restart(
     n_epochs = max_epochs
     if config.max_steps is not None:
         n_epochs = min(n_epochs, math.ceil(config.max_steps / max(1, steps_per_epoch)))
-    epoch = restart_epoch(n_epochs)
-    if epoch is None:
+    epochs = refinement_epochs(n_epochs)
+    if epochs is None:
         msg = (
             f"mask_refinement='varimax' needs at least {MIN_EPOCHS} epochs; {n_epochs} train "
             "as published."
         )
         warnings.warn(msg, UserWarning, stacklevel=3)
-    return epoch
+    return epochs
 
 
 @contextlib.contextmanager
@@ -483,7 +491,7 @@ def _trainer(
     directory: Path | None,
     fingerprint: dict[str, Any],
     val_loader: DataLoader | None,
-    restart: tuple[int, int] | None = None,
+    restart: RefinementEpochs | None = None,
 ) -> tuple[L.Trainer, BestWeights, History]:
     monitor = "val_loss" if val_loader is not None else "train_loss"
     best, history = BestWeights(monitor), History()

@@ -14,6 +14,8 @@ from samsvae.inference.mask_refinement import (
     ON_PROBABILITY,
     expected_shifts,
     on_entries,
+    prune_masks,
+    refinement_epochs,
     rotate_latent_space,
     sparse_restart,
 )
@@ -91,6 +93,37 @@ def test_the_sparse_restart_rotates_to_sparse_shifts_and_switches_on_only_their_
         module.guide.embedding_loc.detach().numpy(), restart.shifts, rtol=1e-5, atol=1e-6
     )
     assert torch.is_tensor(expected_shifts(module.guide))
+
+
+def test_pruning_switches_off_only_the_on_entries_that_shrank_below_their_rows_share() -> None:
+    module = _module()
+    held = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    embeddings = torch.tensor(
+        [[2.0, -0.9, 0.7, 5.0], [-1.0, 3.0, -0.41, 0.0], [0.1, 0.0, 0.0, 0.0]]
+    )  # rows' largest on entries 2 and 1; the off entries' sizes do not count
+    with torch.no_grad():
+        module.guide.mask_logits.copy_(
+            torch.logit(torch.where(held, ON_PROBABILITY, OFF_PROBABILITY))
+        )
+        module.guide.embedding_loc.copy_(embeddings)
+    switched_off = prune_masks(module)
+    assert switched_off.tolist() == [
+        [False, False, True, False],  # 0.7 < 0.4 * 2; 0.9 is kept
+        [False, False, False, False],  # 0.41 >= 0.4 * 1
+        [False, False, False, False],  # nothing on, nothing to prune
+    ]
+    expected = held.numpy() & ~switched_off
+    probabilities = module.guide.mask_probabilities().detach().numpy()
+    np.testing.assert_allclose(
+        probabilities, np.where(expected, ON_PROBABILITY, OFF_PROBABILITY), rtol=1e-6
+    )
+    torch.testing.assert_close(module.guide.embedding_loc.detach(), embeddings)
+
+
+def test_the_masks_are_restarted_then_pruned_within_the_budget() -> None:
+    assert refinement_epochs(8) is None
+    assert refinement_epochs(9) == (6, 8)
+    assert refinement_epochs(90) == (60, 75)
 
 
 def test_the_sparse_restart_refuses_a_guide_it_cannot_rotate() -> None:
