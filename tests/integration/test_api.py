@@ -217,15 +217,22 @@ def test_mask_refinement_varimax_refuses_a_model_it_cannot_rotate(tiny_adata: ad
         plain.train(mask_refinement="varimax", **FAST)
 
 
-def test_mask_refinement_varimax_holds_the_restarted_masks_to_the_end(
-    tiny_adata: ad.AnnData,
+def test_mask_refinement_varimax_prunes_once_and_holds_the_masks_to_the_end(
+    tiny_adata: ad.AnnData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import samsvae.inference.training as training
+
+    pruned = []
+    prune = training.prune_masks
+    monkeypatch.setattr(training, "prune_masks", lambda module: pruned.append(prune(module)))
     samsvae.SAMSVAE.setup_anndata(tiny_adata)
     model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
     model.train(mask_refinement="varimax", **{**FAST, "max_epochs": 9})  # restart 6, prune 8
+    assert len(pruned) == 1
     probabilities = model.get_mask_probabilities().to_numpy()
     on = probabilities > 0.5
     assert on.any() and not on.all()
+    assert not (on & pruned[0]).any()  # what the pruning switched off stays off
     held = np.where(on, ON_PROBABILITY, OFF_PROBABILITY)
     np.testing.assert_allclose(probabilities, held, rtol=1e-6)
 
