@@ -215,9 +215,11 @@ class SparseMaskRestart(Callback):
     (:func:`~samsvae.inference.mask_refinement.prune_masks`) after epoch ``epochs.prune`` - 1,
     with the mask logits held fixed from the restart on.
 
-    Each starts training afresh: the restart rotates the latent space, so Adam's moment
-    estimates are dropped, and the best weights and early stopping start again from it: the
-    weights kept are those of the refined model, never the dense or the unpruned one.
+    Each starts from the best weights so far, not the last: a model that has begun to overfit
+    would carry its overfitted networks into the refined model. Each then starts training
+    afresh: the restart rotates the latent space, so Adam's moment estimates are dropped, and
+    the best weights and early stopping start again from it: the weights kept are those of the
+    refined model, never the dense or the unpruned one.
     """
 
     def __init__(self, epochs: RefinementEpochs, best: BestWeights) -> None:
@@ -225,12 +227,14 @@ class SparseMaskRestart(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
+        if epoch not in self.epochs:
+            return
+        if self.best.state is not None:  # ``best`` has already seen this epoch
+            pl_module.load_state_dict(self.best.state)
         if epoch == self.epochs.restart:
             sparse_restart(pl_module.module)
-        elif epoch == self.epochs.prune:
-            prune_masks(pl_module.module)
         else:
-            return
+            prune_masks(pl_module.module)
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
         self.best.reset()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -124,6 +125,28 @@ def test_the_masks_are_restarted_then_pruned_within_the_budget() -> None:
     assert refinement_epochs(8) is None
     assert refinement_epochs(9) == (6, 8)
     assert refinement_epochs(90) == (60, 75)
+
+
+@pytest.mark.parametrize("epoch", [6, 8])
+def test_the_restart_and_the_pruning_start_from_the_best_weights_so_far(
+    epoch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import samsvae.inference.training as training
+
+    plan = training.TrainingPlan(_module(), n_particles=1, lr=1e-3, global_lr=None, weight_decay=0)
+    best = training.BestWeights("val_loss")
+    best.state = copy.deepcopy(plan.state_dict())  # the best epoch, then training went on
+    best_weight = best.state["module.decoder.input_layer.weight"]
+    with torch.no_grad():
+        plan.module.decoder.input_layer.weight.add_(1.0)
+    seen = []
+    for step in ("sparse_restart", "prune_masks"):
+        monkeypatch.setattr(training, step, lambda module: seen.append(copy.deepcopy(module)))
+    trainer = SimpleNamespace(current_epoch=epoch - 1, optimizers=[], callbacks=[])
+    training.SparseMaskRestart(refinement_epochs(9), best).on_train_epoch_end(trainer, plan)
+    (module,) = seen
+    torch.testing.assert_close(module.decoder.input_layer.weight, best_weight)
+    assert best.state is None  # and the refined model's best epochs start afresh
 
 
 def test_the_sparse_restart_refuses_a_guide_it_cannot_rotate() -> None:
