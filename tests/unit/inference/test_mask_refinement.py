@@ -22,6 +22,7 @@ from samsvae.inference.mask_refinement import (
 )
 from samsvae.models import SAMSVAEModule
 from samsvae.models.records import GlobalSample
+from samsvae.nn.encoders import SCALE_FLOOR
 
 N_GENES, N_PERTURBATIONS, N_LATENT = 7, 3, 4
 
@@ -96,22 +97,25 @@ def test_the_sparse_restart_rotates_to_sparse_shifts_and_switches_on_only_their_
     assert torch.is_tensor(expected_shifts(module.guide))
 
 
-def test_pruning_switches_off_only_the_on_entries_that_shrank_below_their_rows_share() -> None:
+def test_pruning_switches_off_the_on_entries_that_shrank_or_are_not_credible() -> None:
     module = _module()
-    held = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    held = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
     embeddings = torch.tensor(
-        [[2.0, -0.9, 0.7, 5.0], [-1.0, 3.0, -0.41, 0.0], [0.1, 0.0, 0.0, 0.0]]
-    )  # rows' largest on entries 2 and 1; the off entries' sizes do not count
+        [[2.0, -0.9, 0.7, 5.0], [-1.0, 3.0, -0.41, 0.0], [0.45, 0.0, 0.0, 0.0]]
+    )  # rows' largest on entries 2, 1 and 0.45; the off entries' sizes do not count
+    sds = torch.full_like(embeddings, 0.05)
+    sds[2, 0] = 0.1  # 0.45 is 4.5 sds from zero: not credible
     with torch.no_grad():
         module.guide.mask_logits.copy_(
             torch.logit(torch.where(held, ON_PROBABILITY, OFF_PROBABILITY))
         )
         module.guide.embedding_loc.copy_(embeddings)
+        module.guide.embedding_scale_raw.copy_(torch.log(torch.expm1(sds - SCALE_FLOOR)))
     switched_off = prune_masks(module)
     assert switched_off.tolist() == [
         [False, False, True, False],  # 0.7 < 0.4 * 2; 0.9 is kept
-        [False, False, False, False],  # 0.41 >= 0.4 * 1
-        [False, False, False, False],  # nothing on, nothing to prune
+        [False, False, False, False],  # 0.41 >= 0.4 * 1 and 8.2 sds out
+        [True, False, False, False],  # the row's largest, but under 5 sds
     ]
     expected = held.numpy() & ~switched_off
     probabilities = module.guide.mask_probabilities().detach().numpy()
