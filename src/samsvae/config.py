@@ -196,13 +196,15 @@ class TrainConfig:
         so the static 128 KiB stays after training. Results are the same bit for bit.
     mask_refinement
         ``"none"`` trains as published. ``"varimax"`` (SAMS-VAE with the mean-field guide and
-        Bernoulli masks) makes the masks sparse: after two thirds of the epochs it rotates the
-        latent space to the varimax frame of the expected shifts E[e * m], which changes no
-        cell's likelihood, restarts the masks there (q(m = 1) 0.99 on each perturbation's large
-        rotated shifts, 0.01 elsewhere) and holds them there while the networks and
-        embeddings adapt for the last third; halfway through it, the entries that have shrunk
-        under 0.4 of their perturbation's largest are switched off. Budgets under 9 epochs
-        train as published, with a warning. It can cost prediction on real-like data (see the
+        Bernoulli masks) makes the masks sparse: after two thirds of the epochs it takes the
+        best weights so far, rotates the latent space to the varimax frame of the expected
+        shifts E[e * m], which changes no cell's likelihood, restarts the masks there
+        (q(m = 1) 0.99 on each perturbation's large rotated shifts, 0.01 elsewhere) and holds
+        them there while the networks and embeddings adapt for the last third; halfway
+        through it, again from the best weights since the restart, the entries that have
+        shrunk under 0.4 of their perturbation's largest, or under 5 posterior standard
+        deviations, are switched off. Budgets under 9 epochs train as published, with a
+        warning. It can cost prediction on real-like data (see the
         results pages).
     checkpoint_dir, checkpoint_every_n_epochs, resume
         Save the training state there (safetensors + JSON, replaced atomically) every so many

@@ -15,7 +15,8 @@ gives every cell the same likelihood for the same draws. :func:`rotate_latent_sp
 them as sparse as a rotation can, and restarts the masks from the rotated shifts: on where a
 perturbation's rotated shift is large, off elsewhere; training then goes on from there with the
 masks held where the restart put them. Halfway through the rest, :func:`prune_masks` switches off
-the entries the adapted model has shrunk, and the masks are held again to the end.
+the entries the adapted model has shrunk or cannot tell from zero, and the masks are held again
+to the end.
 """
 
 from __future__ import annotations
