@@ -46,8 +46,9 @@ PRUNE_AT = 5 / 6
 PRUNE_BELOW = 0.4
 #: An entry on since the restart also stays on only while its embedding mean is at least this
 #: many posterior standard deviations from zero. On the simulation calibrated to real screens
-#: the null and target-only perturbations' spurious entries sit 1.4-4.6 sds out; on the other
-#: simulations the true entries sit at least 9.7 out.
+#: the null and target-only perturbations' spurious entries sit 1.4-4.6 sds out; the true
+#: entries of the quickstart-like simulations at depth 500 and at T = 200 (50 cells per
+#: perturbation) at least 9.7 out.
 PRUNE_BELOW_SDS = 5.0
 #: Fewer epochs than this leave too little for the dense fit or for adapting to the restart.
 MIN_EPOCHS = 9
