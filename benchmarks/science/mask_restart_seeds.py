@@ -1,0 +1,88 @@
+"""The sparse mask restart against training as published over training seeds, one simulation.
+
+The quickstart task of a sweep setting (``mask_recovery_sweep.SETTINGS``; the simulation, its
+held-out combinations and the budget fixed) trained with each training seed (initial weights,
+training/validation split, minibatch order) twice: with ``mask_refinement="varimax"`` and
+``"none"``. Scores as in the sweep. Writes ``benchmarks/results/mask_restart_seeds.{json,md}``.
+
+    python benchmarks/science/mask_restart_seeds.py --threads 2 [--setting quickstart]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samsvae import SAMSVAE
+from samsvae.workflows import evaluate_on_simulation, simulate_task
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mask_recovery_sweep import SETTINGS
+from real_data import current_commit, markdown_table, save_results
+
+COLUMNS = [
+    ("mask_f1", "mask F1"),
+    ("mask_active_estimated", "active entries"),
+    ("heldout_combo_ate_pearson_r", "held-out combo ATE r"),
+    ("heldout_iwelbo", "held-out IWELBO"),
+]
+
+
+def run(name: str, refinement: str, train_seed: int) -> dict[str, Any]:
+    settings = dataclasses.replace(
+        SETTINGS[name], mask_refinement=refinement, ate_samples=1000, iwelbo_particles=50
+    )
+    task = simulate_task(settings)
+    SAMSVAE.setup_anndata(task.train, perturbation_key="perturbation", control="control")
+    model = SAMSVAE(
+        task.train,
+        n_latent=settings.model_latent,
+        n_hidden=settings.n_hidden,
+        mask_prior=settings.mask_prior,
+        guide=settings.guide,
+    )
+    model.train(
+        max_epochs=settings.max_epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        global_lr=settings.global_lr,
+        seed=train_seed,
+        progress_bar=False,
+        mask_refinement=refinement,
+    )
+    metrics = evaluate_on_simulation(model, task.adata, task.test, task.held_out, settings)
+    return {key: metrics.get(key) for key, _ in COLUMNS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--setting", choices=list(SETTINGS), default="quickstart")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = {}
+    for seed in args.train_seeds:
+        for refinement in ("varimax", "none"):
+            rows[f"training seed {seed}, {refinement}"] = run(args.setting, refinement, seed)
+            print(rows, flush=True)
+    command = "python benchmarks/science/mask_restart_seeds.py " + shlex.join(sys.argv[1:])
+    caption = (
+        f"The sparse mask restart (`varimax`) against training as published (`none`) over "
+        f"training seeds on the sweep's `{args.setting}` simulation (simulation, held-out "
+        f"combinations and budget fixed). Command: `{command}`; commit "
+        f"{current_commit()[:8]}, torch threads {torch.get_num_threads()}."
+    )
+    record = {"setting": args.setting, "command": command, "rows": rows}
+    save_results("mask_restart_seeds", record, markdown_table(caption, rows, COLUMNS))
+
+
+if __name__ == "__main__":
+    main()
