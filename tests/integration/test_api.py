@@ -220,9 +220,8 @@ def test_mask_refinement_varimax_refuses_a_model_it_cannot_rotate(tiny_adata: ad
 def test_mask_refinement_varimax_prunes_once_and_holds_the_masks_to_the_end(
     tiny_adata: ad.AnnData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import samsvae.inference.training as training
-
     import samsvae.inference.mask_refinement as mask_refinement
+    import samsvae.inference.training as training
 
     pruned = []
     prune = training.prune_masks
