@@ -241,6 +241,16 @@ def test_mask_refinement_varimax_prunes_once_and_holds_the_masks_to_the_end(
     np.testing.assert_allclose(probabilities, held, rtol=1e-6)
 
 
+def test_mask_refinement_varimax_warns_when_the_pruning_switches_every_mask_off(
+    tiny_adata: ad.AnnData,
+) -> None:
+    samsvae.SAMSVAE.setup_anndata(tiny_adata)
+    model = samsvae.SAMSVAE(tiny_adata, n_latent=4, n_hidden=16)
+    with pytest.warns(UserWarning, match="switched off every mask entry"):
+        model.train(mask_refinement="varimax", **{**FAST, "max_epochs": 9})  # too short
+    assert not (model.get_mask_probabilities().to_numpy() > 0.5).any()
+
+
 def test_out_of_core_training_keeps_the_split_it_trained_on(
     tiny_adata: ad.AnnData, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -135,6 +135,8 @@ def test_a_run_killed_between_checkpoints_resumes_bit_identically(
     _assert_bit_identical(resumed, uninterrupted)
 
 
+# so short a fit leaves no entry 5 posterior sds out: the pruning switches every one off
+@pytest.mark.filterwarnings("ignore:The sparse mask restart's pruning switched off every")
 def test_a_run_killed_after_the_sparse_mask_restart_resumes_bit_identically(
     tiny_adata: ad.AnnData, tmp_path: Path
 ) -> None:

@@ -235,6 +235,7 @@ class SparseMaskRestart(Callback):
             sparse_restart(pl_module.module)
         else:
             prune_masks(pl_module.module)
+            _warn_if_every_mask_is_off(pl_module.module)
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
         self.best.reset()
@@ -248,6 +249,16 @@ class SparseMaskRestart(Callback):
     ) -> None:
         if trainer.current_epoch >= self.epochs.restart:
             pl_module.module.guide.mask_logits.grad = None  # Adam skips it: held where it is
+
+
+def _warn_if_every_mask_is_off(module: SAMSVAEModule) -> None:
+    if not (module.guide.mask_probabilities() > 0.5).any():
+        msg = (
+            "The sparse mask restart's pruning switched off every mask entry: no perturbation's "
+            "shift lies 5 posterior standard deviations from zero yet, so the model predicts no "
+            "effects. Train longer (max_epochs) or pass mask_refinement='none'."
+        )
+        warnings.warn(msg, UserWarning, stacklevel=2)
 
 
 def _copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
