@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from samsvae import SAMSVAE
-from samsvae.workflows import evaluate_on_simulation, simulate_task
+from samsvae.workflows import evaluate_on_simulation, quickstart_model, simulate_task
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mask_recovery_sweep import SETTINGS
@@ -39,14 +38,7 @@ def run(name: str, refinement: str, train_seed: int) -> dict[str, Any]:
         SETTINGS[name], mask_refinement=refinement, ate_samples=1000, iwelbo_particles=50
     )
     task = simulate_task(settings)
-    SAMSVAE.setup_anndata(task.train, perturbation_key="perturbation", control="control")
-    model = SAMSVAE(
-        task.train,
-        n_latent=settings.model_latent,
-        n_hidden=settings.n_hidden,
-        mask_prior=settings.mask_prior,
-        guide=settings.guide,
-    )
+    model = quickstart_model(task, settings)
     model.train(
         max_epochs=settings.max_epochs,
         batch_size=settings.batch_size,

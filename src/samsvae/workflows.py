@@ -155,17 +155,22 @@ def run_quickstart(
     out.mkdir(parents=True, exist_ok=True)
     s = settings
     task = simulate_task(s)
-    SAMSVAE.setup_anndata(task.train, perturbation_key="perturbation", control="control")
-    model = SAMSVAE(
-        task.train,
-        n_latent=s.model_latent,
-        n_hidden=s.n_hidden,
-        mask_prior=s.mask_prior,
-        guide=s.guide,  # type: ignore[arg-type]
-    )
+    model = quickstart_model(task, s)
     train_on_task(model, s, progress_bar=progress_bar)
     model.save(out / "model", overwrite=True)
     return _evaluate_and_write(out, model, task, settings)
+
+
+def quickstart_model(task: SimulationTask, settings: QuickstartSettings) -> SAMSVAE:
+    """SAMS-VAE on the task's training cells, built as ``settings`` say (untrained)."""
+    SAMSVAE.setup_anndata(task.train, perturbation_key="perturbation", control="control")
+    return SAMSVAE(
+        task.train,
+        n_latent=settings.model_latent,
+        n_hidden=settings.n_hidden,
+        mask_prior=settings.mask_prior,
+        guide=settings.guide,  # type: ignore[arg-type]
+    )
 
 
 def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
