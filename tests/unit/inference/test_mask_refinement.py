@@ -138,6 +138,8 @@ def test_the_restart_and_the_pruning_start_from_the_best_weights_so_far(
     import samsvae.inference.training as training
 
     plan = training.TrainingPlan(_module(), n_particles=1, lr=1e-3, global_lr=None, weight_decay=0)
+    with torch.no_grad():
+        plan.module.guide.mask_logits.fill_(3.0)  # masks on, as a restart leaves some
     best = training.BestWeights("val_loss")
     best.state = copy.deepcopy(plan.state_dict())  # the best epoch, then training went on
     best_weight = best.state["module.decoder.input_layer.weight"]
