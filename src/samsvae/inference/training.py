@@ -20,6 +20,7 @@ from samsvae import io
 from samsvae.data.loaders import loader_perturbation_counts
 from samsvae.inference.mask_refinement import (
     MIN_EPOCHS,
+    PRUNE_BELOW_SDS,
     RefinementEpochs,
     can_restart,
     prune_masks,
@@ -255,8 +256,8 @@ def _warn_if_every_mask_is_off(module: SAMSVAEModule) -> None:
     if not (module.guide.mask_probabilities() > 0.5).any():
         msg = (
             "The sparse mask restart's pruning switched off every mask entry: no perturbation's "
-            "shift lies 5 posterior standard deviations from zero yet, so the model predicts no "
-            "effects. Train longer (max_epochs) or pass mask_refinement='none'."
+            f"shift lies {PRUNE_BELOW_SDS:g} posterior standard deviations from zero yet, so the "
+            "model predicts no effects. Train longer (max_epochs) or pass mask_refinement='none'."
         )
         warnings.warn(msg, UserWarning, stacklevel=2)
 
