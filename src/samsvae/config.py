@@ -197,8 +197,9 @@ class TrainConfig:
     mask_refinement
         ``"none"`` trains as published. ``"varimax"`` (SAMS-VAE with the mean-field guide and
         Bernoulli masks) makes the masks sparse: after two thirds of the epochs it takes the
-        best weights so far, rotates the latent space to the varimax frame of the expected
-        shifts E[e * m], which changes no cell's likelihood, restarts the masks there
+        best weights so far, rotates the latent space to a frame where the expected shifts
+        E[e * m] are sparse (their Lp rotation, p = 1.5, or their varimax rotation where the
+        Lp frame is denser), which changes no cell's likelihood, restarts the masks there
         (q(m = 1) 0.99 on each perturbation's large rotated shifts, 0.01 elsewhere) and holds
         them there while the networks and embeddings adapt for the last third; halfway
         through it, again from the best weights since the restart, the entries that have

@@ -384,6 +384,109 @@ def varimax_rotation(
     return rotation
 
 
+def lp_rotation(
+    loadings: np.ndarray,
+    *,
+    power: float = 1.5,
+    n_starts: int = 20,
+    seed: int = 0,
+    smoothing: float = 1e-2,
+    max_iter: int = 1000,
+    tol: float = 1e-8,
+) -> np.ndarray:
+    """Find the orthogonal rotation that minimises the Lp norm (p = ``power`` < 2) of a
+    Kaiser-normalised loading matrix.
+
+    Varimax rewards a few large entries per column; when rows have several mechanisms of
+    unequal size (dense masks, or a perturbation with one strong and one weak mechanism), the
+    fourth powers let the strong entries decide and leave the weak ones smeared over other
+    axes. An Lp norm with p < 2 grows faster near zero than far from it, so its minimum
+    concentrates each row on few axes whatever their sizes (p = 1 is the convex stand-in for
+    counting non-zeros; p = 2 is the same for every rotation). It has local minima under
+    rotation, so the descent starts from :func:`varimax_rotation` and from ``n_starts`` - 1
+    random rotations, and the lowest minimum found wins.
+
+    Parameters
+    ----------
+    loadings
+        Loading matrix L, (n, K); rows are scaled to unit length first, zero rows left out.
+    power
+        p, in (0, 2) (default 1.5: on fitted shifts p = 1 let noise pull the frame more).
+    n_starts
+        Number of starting rotations: varimax and ``n_starts`` - 1 random ones (default 20).
+    seed
+        Seed of the random starting rotations (default 0); the global RNG is not used.
+    smoothing
+        The criterion is sum (x^2 + smoothing^2)^(p/2), smooth at zero (default 1e-2).
+    max_iter, tol
+        Largest number of iterations of each descent, and the size of the projected gradient
+        under which it stops (defaults 1000 and 1e-8).
+
+    Returns
+    -------
+    numpy.ndarray
+        Orthogonal rotation R, (K, K); the rotated loadings are ``loadings @ R``.
+
+    Notes
+    -----
+    Each descent is gradient projection (Jennrich 2001): a step along the criterion's gradient
+    projected on the tangent space of the orthogonal group, mapped back to the group by the
+    polar decomposition, the step halved until the criterion falls enough (Armijo).
+    """
+    if not 0 < power < 2:
+        msg = f"power must lie in (0, 2) (got {power}); p = 2 is the same for every rotation."
+        raise ValueError(msg)
+    if n_starts < 1:
+        msg = f"n_starts must be at least 1 (got {n_starts})."
+        raise ValueError(msg)
+    x = np.asarray(loadings, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    x = x[norms > 0] / norms[norms > 0, None]
+    rng = np.random.default_rng(seed)
+    size = x.shape[1]
+    starts = [varimax_rotation(x, normalize=False)]
+    starts += [np.linalg.qr(rng.normal(size=(size, size)))[0] for _ in range(n_starts - 1)]
+
+    def criterion(r: np.ndarray) -> tuple[float, np.ndarray]:
+        rotated = x @ r
+        smooth = rotated**2 + smoothing**2
+        value = float((smooth ** (power / 2)).sum())
+        return value, x.T @ (power * rotated * smooth ** (power / 2 - 1))
+
+    descents = [_projected_descent(criterion, start, max_iter, tol) for start in starts]
+    return min(descents, key=lambda descent: descent[1])[0]
+
+
+def _projected_descent(
+    criterion: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    rotation: np.ndarray,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, float]:
+    """Gradient projection on the orthogonal group from ``rotation`` for ``criterion`` (value
+    and gradient): the rotation reached and its value."""
+    value, gradient = criterion(rotation)
+    step = 1.0
+    for _ in range(max_iter):
+        m = rotation.T @ gradient
+        projected = gradient - rotation @ (m + m.T) / 2
+        size = float(np.linalg.norm(projected))
+        if size < tol:
+            break
+        step *= 2
+        for _ in range(40):
+            u, _, vt = np.linalg.svd(rotation - step * projected)
+            candidate = u @ vt
+            candidate_value, candidate_gradient = criterion(candidate)
+            if candidate_value <= value - 0.5 * step * size**2:
+                break
+            step /= 2
+        else:
+            break  # no step lowers the criterion: a minimum to numerical precision
+        rotation, value, gradient = candidate, candidate_value, candidate_gradient
+    return rotation, value
+
+
 @dataclass(frozen=True)
 class LatentPrograms:
     """Latent programs, returned by :func:`latent_programs`.

@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from samsvae.config import SAMSVAEConfig
+from samsvae.evaluate.interpret import lp_rotation, varimax_rotation
+from samsvae.evaluate.metrics import mask_recovery
+from samsvae.inference import mask_refinement
 from samsvae.inference.mask_refinement import (
+    LP_DENSER_AT_MOST,
     OFF_PROBABILITY,
     ON_PROBABILITY,
     expected_shifts,
@@ -18,6 +22,7 @@ from samsvae.inference.mask_refinement import (
     prune_masks,
     refinement_epochs,
     rotate_latent_space,
+    sparse_frame,
     sparse_restart,
 )
 from samsvae.models import SAMSVAEModule
@@ -95,6 +100,38 @@ def test_the_sparse_restart_rotates_to_sparse_shifts_and_switches_on_only_their_
         module.guide.embedding_loc.detach().numpy(), restart.shifts, rtol=1e-5, atol=1e-6
     )
     assert torch.is_tensor(expected_shifts(module.guide))
+
+
+def _dense_unequal_shifts() -> tuple[np.ndarray, np.ndarray]:
+    """Shifts with 2-3 mechanisms of unequal size a row, seen through a rotation; and the truth."""
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=(24, 6)) * (rng.random((24, 6)) < 0.35)
+    truth[~truth.any(1), 0] = 1.0
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    return truth @ rotation, truth
+
+
+def test_the_sparse_frame_takes_the_lp_rotation_that_finds_weak_mechanisms() -> None:
+    shifts, truth = _dense_unequal_shifts()
+    frame = sparse_frame(shifts)
+    np.testing.assert_allclose(frame.rotation, lp_rotation(shifts))
+    # what the rule switches on in the true frame, up to the axes' order
+    assert mask_recovery(frame.switched_on, on_entries(truth))["mask_f1"] == 1.0
+    varimax = on_entries(shifts @ varimax_rotation(shifts))
+    assert mask_recovery(varimax, on_entries(truth))["mask_f1"] < 0.95
+
+
+def test_the_sparse_frame_falls_back_to_varimax_when_the_lp_frame_is_denser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shifts, _ = _dense_unequal_shifts()
+    mixing, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(6, 6)))
+    monkeypatch.setattr(mask_refinement, "lp_rotation", lambda _: mixing)  # a dense frame
+    assert (
+        on_entries(shifts @ mixing).sum()
+        > LP_DENSER_AT_MOST * on_entries(shifts @ varimax_rotation(shifts)).sum()
+    )
+    np.testing.assert_allclose(sparse_frame(shifts).rotation, varimax_rotation(shifts))
 
 
 def test_pruning_switches_off_the_on_entries_that_shrank_or_are_not_credible() -> None:
