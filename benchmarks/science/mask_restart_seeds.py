@@ -19,7 +19,12 @@ from typing import Any
 
 import torch
 
-from samsvae.workflows import evaluate_on_simulation, quickstart_model, simulate_task
+from samsvae.workflows import (
+    evaluate_on_simulation,
+    quickstart_model,
+    simulate_task,
+    train_on_task,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mask_recovery_sweep import SETTINGS
@@ -39,15 +44,7 @@ def run(name: str, refinement: str, train_seed: int) -> dict[str, Any]:
     )
     task = simulate_task(settings)
     model = quickstart_model(task, settings)
-    model.train(
-        max_epochs=settings.max_epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        global_lr=settings.global_lr,
-        seed=train_seed,
-        progress_bar=False,
-        mask_refinement=refinement,
-    )
+    train_on_task(model, settings, progress_bar=False, seed=train_seed)
     metrics = evaluate_on_simulation(model, task.adata, task.test, task.held_out, settings)
     return {key: metrics.get(key) for key, _ in COLUMNS}
 

@@ -115,9 +115,11 @@ def train_on_task(
     *,
     progress_bar: bool,
     rows: np.ndarray | None = None,
+    seed: int | None = None,
 ) -> None:
     """Train with the optimisation settings of ``settings``.
 
+    ``seed``: the training seed (default: the settings' seed, which also seeds the simulation).
     ``rows``: positions in ``model.adata`` of the cells to learn from (default: all), split
     90/10 into training and validation with the settings' seed, exactly as ``train_size=0.9``
     splits a model built on those cells alone. A model built on every cell of the screen (so
@@ -134,7 +136,7 @@ def train_on_task(
         batch_size=s.batch_size,
         lr=s.lr,
         global_lr=s.global_lr,
-        seed=s.seed,
+        seed=s.seed if seed is None else seed,
         progress_bar=progress_bar,
         # A tiny budget (a smoke run) has no room for the restart: train it as published.
         mask_refinement=s.mask_refinement if refinement_epochs(s.max_epochs) else "none",

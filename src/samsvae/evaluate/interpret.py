@@ -364,10 +364,7 @@ def varimax_rotation(
     -----
     Fixed-point iteration: R <- U V^T from the SVD U S V^T of the criterion's gradient.
     """
-    x = np.asarray(loadings, dtype=np.float64)
-    if normalize:
-        norms = np.linalg.norm(x, axis=1)
-        x = x[norms > 0] / norms[norms > 0, None]
+    x = _unit_rows(loadings) if normalize else np.asarray(loadings, dtype=np.float64)
     n_rows, n_columns = x.shape
     rotation = np.eye(n_columns)
     if n_rows == 0:
@@ -382,6 +379,13 @@ def varimax_rotation(
             break
         criterion = singular.sum()
     return rotation
+
+
+def _unit_rows(loadings: np.ndarray) -> np.ndarray:
+    """Kaiser normalisation: the non-zero rows of ``loadings`` scaled to unit length."""
+    x = np.asarray(loadings, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    return x[norms > 0] / norms[norms > 0, None]
 
 
 def lp_rotation(
@@ -439,9 +443,7 @@ def lp_rotation(
     if n_starts < 1:
         msg = f"n_starts must be at least 1 (got {n_starts})."
         raise ValueError(msg)
-    x = np.asarray(loadings, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1)
-    x = x[norms > 0] / norms[norms > 0, None]
+    x = _unit_rows(loadings)
     rng = np.random.default_rng(seed)
     size = x.shape[1]
     starts = [varimax_rotation(x, normalize=False)]
