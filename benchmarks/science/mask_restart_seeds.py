@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from samsvae.workflows import (
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mask_recovery_sweep import REALISTIC_CELLS, SETTINGS, run_realistic
-from real_data import current_commit, markdown_table, save_results
+from real_data import RESULTS, current_commit, markdown_table, save_results
 
 COLUMNS = [
     ("mask_f1", "mask F1"),
@@ -57,25 +58,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--setting", choices=[*SETTINGS, *REALISTIC_CELLS], default="quickstart")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument(
+        "--procedures", nargs="+", choices=["varimax", "none"], default=["varimax", "none"]
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out-name", default="mask_restart_seeds")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = {}
+    path = RESULTS / f"{args.out_name}.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    # rows of the other procedures are kept from the file's earlier runs of the same setting
+    rows = earlier.get("rows", {}) if earlier.get("setting") == args.setting else {}
     for seed in args.train_seeds:
-        for refinement in ("varimax", "none"):
+        for refinement in args.procedures:
             rows[f"training seed {seed}, {refinement}"] = run(args.setting, refinement, seed)
             print(rows, flush=True)
+    rows = dict(sorted(rows.items(), key=lambda item: _seed_and_procedure(item[0])))
     command = "python benchmarks/science/mask_restart_seeds.py " + shlex.join(sys.argv[1:])
     caption = (
         f"The sparse mask restart (`varimax`) against training as published (`none`) over "
         f"training seeds on the sweep's `{args.setting}` simulation (simulation, held-out "
-        f"combinations and budget fixed). Command: `{command}`; commit "
-        f"{current_commit()[:8]}, torch threads {torch.get_num_threads()}."
+        f"combinations and budget fixed). Rows come from runs of this script; the last: "
+        f"`{command}`, commit {current_commit()[:8]}, torch threads {torch.get_num_threads()}."
     )
     record = {"setting": args.setting, "command": command, "rows": rows}
     save_results(args.out_name, record, markdown_table(caption, rows, COLUMNS))
+
+
+def _seed_and_procedure(label: str) -> tuple[int, bool]:
+    """Sort key of a row label "training seed S, PROCEDURE": by seed, the restart first."""
+    seed, procedure = label.removeprefix("training seed ").split(", ")
+    return int(seed), procedure != "varimax"
 
 
 if __name__ == "__main__":

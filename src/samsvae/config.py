@@ -203,9 +203,8 @@ class TrainConfig:
         (q(m = 1) 0.99 on each perturbation's large rotated shifts, 0.01 elsewhere) and holds
         them there while the networks and embeddings adapt for the last third; halfway
         through it, again from the best weights since the restart, the entries that have
-        shrunk under 0.4 of their perturbation's largest, lie under 5 posterior standard
-        deviations, or do not raise the predictive IWELBO of the validation cells that carry
-        their perturbation, are switched off. Budgets under 9 epochs train as published, with a
+        shrunk under 0.4 of their perturbation's largest, or under 5 posterior standard
+        deviations, are switched off. Budgets under 9 epochs train as published, with a
         warning. It can cost prediction on real-like data (see the
         results pages).
     checkpoint_dir, checkpoint_every_n_epochs, resume

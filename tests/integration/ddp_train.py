@@ -1,7 +1,6 @@
 """Worker of test_distributed.py: ``torchrun --nproc_per_node=N ddp_train.py OUT [--backed H5AD]``.
 
-Trains the tiny model data-parallel on CPU (gloo) and has rank 0 save the parameters to OUT;
-with ``--sparse-restart``, see :func:`train_with_the_sparse_restart`.
+Trains the tiny model data-parallel on CPU (gloo) and has rank 0 save the parameters to OUT.
 """
 
 from __future__ import annotations
@@ -29,25 +28,8 @@ def train(adata: object, **options: object) -> samsvae.SAMSVAE:
     return model
 
 
-def train_with_the_sparse_restart(out: str) -> None:
-    """Nine epochs with the sparse mask restart; every rank saves its mask logits to
-    ``OUT.rank{r}``. The sd rule of the pruning is off: on the tiny data it would switch every
-    entry off, leaving the held-out test nothing to decide."""
-    from samsvae.inference import mask_refinement
-
-    mask_refinement.PRUNE_BELOW_SDS = 0.0
-    adata = samsvae.datasets.simulate(**TINY, seed=0)
-    options = {"max_steps": None, "max_epochs": 9, "mask_refinement": "varimax"}
-    model = train(adata, accelerator="cpu", devices=2, strategy="ddp", **options)
-    logits = model.module.guide.mask_logits.detach().contiguous()
-    save_file({"mask_logits": logits}, f"{out}.rank{model.global_rank}")
-
-
 if __name__ == "__main__":
     out = sys.argv[1]
-    if sys.argv[2:] == ["--sparse-restart"]:
-        train_with_the_sparse_restart(out)
-        sys.exit()
     backed = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--backed" else None
     adata = read_backed(backed) if backed else samsvae.datasets.simulate(**TINY, seed=0)
     model = train(adata, accelerator="cpu", devices=2, strategy="ddp")

@@ -225,9 +225,7 @@ def test_mask_refinement_varimax_prunes_once_and_holds_the_masks_to_the_end(
 
     pruned = []
     prune = training.prune_masks
-    monkeypatch.setattr(
-        training, "prune_masks", lambda module, *support: pruned.append(prune(module, *support))
-    )
+    monkeypatch.setattr(training, "prune_masks", lambda module: pruned.append(prune(module)))
     # nine epochs on the tiny data leave no entry 5 posterior sds out, so the sd rule (unit
     # tested on its own) would switch every entry off
     monkeypatch.setattr(mask_refinement, "PRUNE_BELOW_SDS", 0.0)

@@ -22,29 +22,14 @@ from conftest import TINY
 WORKER = Path(__file__).with_name("ddp_train.py")
 
 
-def _run_workers(out: Path, *args: str) -> None:
+def _ddp_parameters(out: Path, *args: str) -> dict[str, torch.Tensor]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node=2", str(WORKER), str(out), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
     if result.returncode:  # show why the workers failed, not only that they did
         pytest.fail(f"torch.distributed.run exited {result.returncode}:\n{result.stderr[-4000:]}")
-
-
-def _ddp_parameters(out: Path, *args: str) -> dict[str, torch.Tensor]:
-    _run_workers(out, *args)
     return load_file(out)
-
-
-def test_every_rank_prunes_the_same_mask_entries(tmp_path: Path) -> None:
-    """Each rank scores the entries on its own validation cells; the pruning sums the ranks'
-    scores, so the replicas keep one model."""
-    out = tmp_path / "masks"
-    _run_workers(out, "--sparse-restart")
-    first, second = (load_file(f"{out}.rank{rank}")["mask_logits"] for rank in (0, 1))
-    on = first > 0
-    assert on.any() and not on.all()
-    torch.testing.assert_close(second, first)
 
 
 @pytest.mark.parametrize("storage", ["memory", "backed"])

@@ -15,29 +15,22 @@ gives every cell the same likelihood for the same draws. :func:`rotate_latent_sp
 Lp or the varimax rotation), and restarts the masks from the rotated shifts: on where a
 perturbation's rotated shift is large, off elsewhere; training then goes on from there with the
 masks held where the restart put them. Halfway through the rest, :func:`prune_masks` switches off
-the entries the adapted model has shrunk or cannot tell from zero, or that the held-out cells do
-not support (:func:`heldout_support`), and the masks are held again to the end.
+the entries the adapted model has shrunk or cannot tell from zero, and the masks are held again
+to the end.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from samsvae.evaluate.interpret import lp_rotation, varimax_rotation
-from samsvae.inference.objectives import iwelbo
 from samsvae.models import SAMSVAEModule
 from samsvae.models.guides import MeanFieldGuide, mean_field_embedding_distribution
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from samsvae.data.batch import Batch
-    from samsvae.models.records import GlobalSample, LocalTerms
 
 #: q(m = 1) of the restarted masks: on entries and off entries.
 ON_PROBABILITY, OFF_PROBABILITY = 0.99, 0.01
@@ -57,8 +50,6 @@ PRUNE_BELOW = 0.4
 #: entries of the quickstart-like simulations at depth 500 and at T = 200 (50 cells per
 #: perturbation) at least 9.7 out.
 PRUNE_BELOW_SDS = 5.0
-#: Particles of the predictive IWELBO in :func:`heldout_support`.
-HELDOUT_PARTICLES = 20
 #: The restart takes the Lp frame while it switches on at most this many times as many
 #: entries as the varimax frame (:func:`sparse_frame`). On the dense fits of six recovery
 #: simulations at the restart: where the Lp frame found the weak mechanisms it switched on
@@ -182,79 +173,16 @@ def sparse_restart(module: SAMSVAEModule) -> SparseRestart:
 
 
 @torch.no_grad()
-def heldout_support(
-    module: SAMSVAEModule, batches: Iterable[Batch], n_particles: int = HELDOUT_PARTICLES
-) -> tuple[np.ndarray, np.ndarray]:
-    """How much each switched-on mask entry raises the predictive IWELBO of the held-out cells
-    that carry its perturbation (singly or in a combination).
-
-    For entry (t, k): the sum over those cells of IWELBO(as fitted) - IWELBO(with m_tk = 0),
-    from the same draws. Returns that support (T, K; 0 for entries that are off) and whether
-    any held-out cell carries each perturbation (T,).
-    """
-    device = module.guide.embedding_loc.device
-    on = module.guide.mask_probabilities() > 0.5
-    support = torch.zeros(on.shape, dtype=torch.float64, device=device)
-    carried = torch.zeros(len(on), dtype=torch.bool, device=device)
-    shared = module.sample_globals(torch.arange(len(on), device=device), n_particles)
-    for batch in batches:
-        batch = batch.to(device)
-        sample = shared.select(batch.perturbation_index)
-        noise = torch.randn(n_particles, batch.counts.shape[0], on.shape[1], device=device)
-        fitted = iwelbo(_local_terms(module, batch, sample, noise).log_weight)
-        # one row per (cell, on entry of a perturbation it carries): the cell without that entry
-        cell, column = batch.dosage.nonzero(as_tuple=True)
-        pair, latent = on[batch.perturbation_index[column]].nonzero(as_tuple=True)
-        rows, column = cell[pair], column[pair]
-        shift = module.latent_shift(batch.dosage, sample)[:, rows]
-        entry = torch.arange(len(rows), device=device)
-        shift[:, entry, latent] -= batch.dosage[rows, column] * sample.shifts[:, column, latent]
-        without = iwelbo(_local_terms(module, batch, sample, noise, rows, shift).log_weight)
-        perturbation = batch.perturbation_index[column]
-        support.index_put_((perturbation, latent), (fitted[rows] - without).double(), True)
-        carried[batch.perturbation_index[batch.dosage.ne(0).any(0)]] = True
-    return support.cpu().numpy(), carried.cpu().numpy()
-
-
-def _local_terms(
-    module: SAMSVAEModule,
-    batch: Batch,
-    sample: GlobalSample,
-    noise: torch.Tensor,
-    rows: torch.Tensor | None = None,
-    shift: torch.Tensor | None = None,
-) -> LocalTerms:
-    """The local ELBO terms of ``batch``'s cells, or of its ``rows`` (repeats allowed) with
-    latent shifts ``shift``."""
-    if rows is None:
-        rows = torch.arange(batch.counts.shape[0], device=noise.device)
-    covariates = None if batch.covariates is None else batch.covariates[rows]
-    return module.local_terms(
-        batch.counts[rows],
-        batch.dosage[rows],
-        batch.library_size[rows],
-        sample,
-        noise[:, rows],
-        covariates,
-        shift=shift,
-    )
-
-
-@torch.no_grad()
-def prune_masks(
-    module: SAMSVAEModule, support: tuple[np.ndarray, np.ndarray] | None = None
-) -> np.ndarray:
+def prune_masks(module: SAMSVAEModule) -> np.ndarray:
     """Switch off the entries on since :func:`sparse_restart` whose embedding mean is now under
     ``PRUNE_BELOW`` of the largest on entry of their perturbation, or under ``PRUNE_BELOW_SDS``
-    posterior standard deviations, or, given the :func:`heldout_support` of the held-out
-    cells, that do not raise their IWELBO; returns those switched off (T, K, bool).
+    posterior standard deviations; returns those switched off (T, K, bool).
 
     Held in the sparse frame, the model refits the shifts there: an entry the restart switched
     on only to mend the dense fit's remaining rotation then shrinks, while a mechanism keeps
     its size. A perturbation without a mechanism (a guide that does nothing, or one that acts
     on its target gene alone) keeps only small shifts fitted to its cells' noise, which its
-    own posterior cannot tell from zero, or which held-out cells of the perturbation do not
-    follow. A perturbation that no held-out cell carries keeps its entries.
+    own posterior cannot tell from zero.
     """
     guide = module.guide
     on = (guide.mask_probabilities() > 0.5).cpu().numpy()
@@ -264,9 +192,6 @@ def prune_masks(
         guide.embedding_loc, guide.embedding_scale_raw, every
     )
     credible = size >= PRUNE_BELOW_SDS * scale.double().cpu().numpy()
-    if support is not None:
-        gain, carried = support
-        credible &= (gain > 0) | ~carried[:, None]
     off = on & ((size < PRUNE_BELOW * size.max(1, keepdims=True)) | ~credible)
     logits = guide.mask_logits
     logits[torch.as_tensor(off, device=logits.device)] = math.log(OFF_PROBABILITY / ON_PROBABILITY)

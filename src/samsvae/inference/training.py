@@ -23,7 +23,6 @@ from samsvae.inference.mask_refinement import (
     PRUNE_BELOW_SDS,
     RefinementEpochs,
     can_restart,
-    heldout_support,
     prune_masks,
     refinement_epochs,
     sparse_restart,
@@ -35,7 +34,6 @@ from samsvae.settings import settings
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    import numpy as np
     from torch.utils.data import DataLoader
 
     from samsvae.config import TrainConfig
@@ -237,7 +235,7 @@ class SparseMaskRestart(Callback):
         if epoch == self.epochs.restart:
             sparse_restart(pl_module.module)
         else:
-            prune_masks(pl_module.module, _heldout_support(trainer, pl_module))
+            prune_masks(pl_module.module)
             _warn_if_every_mask_is_off(pl_module.module)
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
@@ -254,28 +252,12 @@ class SparseMaskRestart(Callback):
             pl_module.module.guide.mask_logits.grad = None  # Adam skips it: held where it is
 
 
-def _heldout_support(
-    trainer: L.Trainer, pl_module: L.LightningModule
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`heldout_support` of the validation cells (summed over ranks), or None without."""
-    if trainer.val_dataloaders is None:
-        return None
-    gain, carried = heldout_support(pl_module.module, trainer.val_dataloaders)
-
-    def summed(values: np.ndarray) -> np.ndarray:
-        total = torch.from_numpy(values).to(pl_module.device, torch.float64)
-        return trainer.strategy.reduce(total, reduce_op="sum").cpu().numpy()
-
-    return summed(gain), summed(carried) > 0
-
-
 def _warn_if_every_mask_is_off(module: SAMSVAEModule) -> None:
     if not (module.guide.mask_probabilities() > 0.5).any():
         msg = (
             "The sparse mask restart's pruning switched off every mask entry: no perturbation's "
-            f"shift lies {PRUNE_BELOW_SDS:g} posterior standard deviations from zero with the "
-            "support of the validation cells yet, so the model predicts no effects. Train "
-            "longer (max_epochs) or pass mask_refinement='none'."
+            f"shift lies {PRUNE_BELOW_SDS:g} posterior standard deviations from zero yet, so the "
+            "model predicts no effects. Train longer (max_epochs) or pass mask_refinement='none'."
         )
         warnings.warn(msg, UserWarning, stacklevel=2)
 

@@ -267,19 +267,14 @@ class SAMSVAEModule(nn.Module):
         sample: GlobalSample,
         basal_noise: torch.Tensor | None = None,
         covariates: torch.Tensor | None = None,
-        *,
-        shift: torch.Tensor | None = None,
     ) -> LocalTerms:
         """Per-cell ELBO terms for one particle per global draw.
 
         counts (n_cells, n_genes); dosage (n_cells, len(sample.index)); library_size (n_cells,);
         basal_noise (n_particles, n_cells, K) fixes the reparameterisation noise when given;
-        covariates (n_cells, n_covariates) for a model with covariates; ``shift`` (n_particles,
-        n_cells, K) replaces the cells' latent shifts (by default ``latent_shift(dosage,
-        sample)``; the direct effects on targeted genes still follow ``dosage``).
+        covariates (n_cells, n_covariates) for a model with covariates.
         """
-        if shift is None:
-            shift = self.latent_shift(dosage, sample)  # (P, B, K)
+        shift = self.latent_shift(dosage, sample)  # (P, B, K)
         loc, scale = self.encode(counts, shift, covariates)
         loc, scale = loc.expand_as(shift), scale.expand_as(shift)
         if basal_noise is None:

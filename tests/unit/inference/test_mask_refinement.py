@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from samsvae.config import SAMSVAEConfig
-from samsvae.data.batch import Batch
 from samsvae.evaluate.interpret import lp_rotation, varimax_rotation
-from samsvae.evaluate.likelihood import predictive_iwelbo
 from samsvae.evaluate.metrics import mask_recovery
 from samsvae.inference import mask_refinement
 from samsvae.inference.mask_refinement import (
@@ -20,7 +18,6 @@ from samsvae.inference.mask_refinement import (
     OFF_PROBABILITY,
     ON_PROBABILITY,
     expected_shifts,
-    heldout_support,
     on_entries,
     prune_masks,
     refinement_epochs,
@@ -165,70 +162,6 @@ def test_pruning_switches_off_the_on_entries_that_shrank_or_are_not_credible() -
     torch.testing.assert_close(module.guide.embedding_loc.detach(), embeddings)
 
 
-def _batch(dosage: list[list[float]], perturbations: list[int], seed: int) -> Batch:
-    generator = torch.Generator().manual_seed(seed)
-    counts = torch.poisson(torch.full((len(dosage), N_GENES), 3.0), generator=generator)
-    return Batch(
-        counts=counts,
-        dosage=torch.tensor(dosage),
-        perturbation_index=torch.tensor(perturbations),
-        library_size=counts.sum(1),
-        index=torch.arange(len(dosage)),
-    )
-
-
-def test_heldout_support_is_the_iwelbo_each_entry_adds_to_the_cells_that_carry_it() -> None:
-    module = _module()
-    on = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]], dtype=torch.bool)
-    with torch.no_grad():  # masks that every draw takes as they are
-        module.guide.mask_logits.copy_(torch.where(on, 30.0, -30.0))
-    # perturbation 1 is in no held-out cell; 0 and 2 alone and together, and a control
-    batches = [
-        _batch([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]], [0, 2], seed=1),
-        _batch([[1.0], [0.0], [1.0]], [0], seed=2),
-    ]
-    torch.manual_seed(7)
-    support, carried = heldout_support(module, batches, n_particles=6)
-
-    def cell_iwelbo() -> torch.Tensor:  # the same draws as heldout_support's
-        torch.manual_seed(7)
-        return predictive_iwelbo(module, batches, n_particles=6)
-
-    fitted = cell_iwelbo()
-    expected = np.zeros(on.shape)
-    for t, k in on.nonzero().tolist():
-        with torch.no_grad():
-            module.guide.mask_logits[t, k] = -30.0
-        without = cell_iwelbo()
-        with torch.no_grad():
-            module.guide.mask_logits[t, k] = 30.0
-        carries = torch.cat([b.dosage[:, b.perturbation_index == t].sum(1) > 0 for b in batches])
-        expected[t, k] = (fitted - without)[carries].sum().item()
-    assert carried.tolist() == [True, False, True]
-    np.testing.assert_allclose(support, expected, rtol=1e-4, atol=1e-4)
-    assert support[on.numpy()].std() > 0.01  # the entries differ: the check has teeth
-    assert (support[~on.numpy()] == 0).all()
-
-
-def test_pruning_switches_off_the_entries_the_heldout_cells_do_not_support() -> None:
-    module = _module()
-    on = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)
-    with torch.no_grad():  # every on entry large and far from zero
-        module.guide.mask_logits.copy_(
-            torch.logit(torch.where(on, ON_PROBABILITY, OFF_PROBABILITY))
-        )
-        module.guide.embedding_loc.fill_(2.0)
-        module.guide.embedding_scale_raw.fill_(-5.0)
-    gain = np.array([[3.0, -0.5, 0, 0], [0.0, 0, 0, 0], [-4.0, -2.0, 0, 0]])
-    carried = np.array([True, True, False])
-    switched_off = prune_masks(module, (gain, carried))
-    assert switched_off.tolist() == [
-        [False, True, False, False],  # the held-out cells are better off without it
-        [True, False, False, False],  # no gain at all
-        [False, False, False, False],  # no held-out cell carries perturbation 2: kept
-    ]
-
-
 def test_the_masks_are_restarted_then_pruned_within_the_budget() -> None:
     assert refinement_epochs(8) is None
     assert refinement_epochs(9) == (6, 8)
@@ -251,10 +184,8 @@ def test_the_restart_and_the_pruning_start_from_the_best_weights_so_far(
         plan.module.decoder.input_layer.weight.add_(1.0)
     seen = []
     for step in ("sparse_restart", "prune_masks"):
-        monkeypatch.setattr(training, step, lambda module, *_: seen.append(copy.deepcopy(module)))
-    trainer = SimpleNamespace(
-        current_epoch=epoch - 1, optimizers=[], callbacks=[], val_dataloaders=None
-    )
+        monkeypatch.setattr(training, step, lambda module: seen.append(copy.deepcopy(module)))
+    trainer = SimpleNamespace(current_epoch=epoch - 1, optimizers=[], callbacks=[])
     training.SparseMaskRestart(refinement_epochs(9), best).on_train_epoch_end(trainer, plan)
     (module,) = seen
     torch.testing.assert_close(module.decoder.input_layer.weight, best_weight)
