@@ -5,8 +5,8 @@ per training run, on the CPU, on the expected shifts (T perturbations, K latent 
 varimax rotation and the Lp rotation (20 projected descents). This times it on dense fits made
 like the ones it meets: sparse shifts (each perturbation on 5% of the axes, at least one, of
 size N(2, 0.5^2) and random sign) turned by a random rotation, plus noise N(0, 0.2^2). The mask
-F1 of the entries it switches on (after matching the axes) says whether the frame is found. T runs up to a genome-wide
-screen (about 10,000 perturbations), K up to 100.
+F1 of the entries it switches on (after matching the axes) says whether the frame is found.
+T runs up to a genome-wide screen (about 10,000 perturbations), K up to 100.
 
     python benchmarks/sparse_frame_scale.py
 """

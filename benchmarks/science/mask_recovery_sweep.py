@@ -36,6 +36,7 @@ from samsvae.inference.mask_refinement import sparse_frame
 from samsvae.workflows import QuickstartSettings, mask_metrics, run_quickstart, simulate_task
 
 sys.path.insert(0, str(Path(__file__).parent))
+from interpretation_simulation import true_globals
 from real_data import RESULTS, current_commit, realistic_screen, save_results
 
 QUICK = QuickstartSettings()
@@ -147,12 +148,29 @@ def run_realistic(
     effects = model.average_treatment_effects(held_out, n_samples=ate_samples, seed=seed).X
     row = {"setting": name, "mask_refinement": refinement}
     row |= mask_metrics(model, adata)
+    row |= shift_alignment(model, adata)
     row["heldout_combo_ate_pearson_r"] = ate_metrics(effects, observed)["ate_pearson_r"]
     row["heldout_iwelbo"] = model.iwelbo(test, n_particles=50, seed=seed, progress_bar=False)
     row["wall_seconds"] = time.perf_counter() - start
     row["mask_f1_from_true_shifts"] = f1_from_true_shifts(adata)
     row["simulation"] = {"simulate_realistic": {"seed": seed, "cells": cells}, "model": "defaults"}
     return row
+
+
+def shift_alignment(model: Any, adata: Any) -> dict[str, float]:
+    """How much of the fitted expected shifts E[e * m] (T, K) the simulator's true shifts
+    (T, K_true) explain, as 1 - |fit - map(truth)|^2 / |fit|^2: through the best scaled rotation
+    (orthogonal Procrustes, what the restart can undo) and through the best linear map."""
+    _, truth = true_globals(adata, model.design.perturbations)
+    fitted = model.get_global_posterior()["shift_mean"].to_numpy().reshape(truth.shape[0], -1)
+    u, sigma, vt = np.linalg.svd(truth.T @ fitted, full_matrices=False)
+    rotated = sigma.sum() / (truth**2).sum() * truth @ (u @ vt)
+    linear = truth @ np.linalg.lstsq(truth, fitted, rcond=None)[0]
+    total = (fitted**2).sum()
+    return {
+        "shift_r2_rotation": float(1 - ((fitted - rotated) ** 2).sum() / total),
+        "shift_r2_linear": float(1 - ((fitted - linear) ** 2).sum() / total),
+    }
 
 
 def f1_from_true_shifts(adata: Any) -> float:
