@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -78,7 +80,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     record = {
         "command": f"python benchmarks/sparse_frame_scale.py --seed {args.seed}",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
         "rows": rows,
     }
