@@ -123,13 +123,18 @@ def run(name: str, refinement: str, ate_samples: int) -> dict[str, Any]:
 
 
 def run_realistic(
-    name: str, refinement: str, ate_samples: int, seed: int = 0, train_seed: int | None = None
+    name: str,
+    refinement: str,
+    ate_samples: int,
+    seed: int = 0,
+    train_seed: int | None = None,
+    n_latent: int | None = None,
 ) -> dict[str, Any]:
     """The realistic screen of ``seed`` with the cells per label of setting ``name``
     (:data:`REALISTIC_CELLS`): a quarter of its combinations held out, SAMS-VAE built and
-    trained at its defaults on the rest (only ``mask_refinement`` set, and the training seed
-    ``train_seed``, by default ``seed``). Only its "program" perturbations have latent
-    effects; the others' true masks are empty."""
+    trained at its defaults on the rest (only ``mask_refinement`` set, the training seed
+    ``train_seed``, by default ``seed``, and ``n_latent`` where given). Only its "program"
+    perturbations have latent effects; the others' true masks are empty."""
     start = time.perf_counter()
     cells = REALISTIC_CELLS[name]
     adata = realistic_screen(cells, seed=seed)
@@ -141,7 +146,7 @@ def run_realistic(
     is_test = np.isin(labels, held_out)
     train, test = adata[~is_test].copy(), adata[is_test].copy()
     samsvae.SAMSVAE.setup_anndata(train, perturbation_key="perturbation", control="control")
-    model = samsvae.SAMSVAE(train)
+    model = samsvae.SAMSVAE(train, n_latent=n_latent)
     train_seed = seed if train_seed is None else train_seed
     model.train(seed=train_seed, progress_bar=False, mask_refinement=refinement)
     observed = data_average_treatment_effects(adata.X, labels, held_out, "control")
@@ -153,7 +158,11 @@ def run_realistic(
     row["heldout_iwelbo"] = model.iwelbo(test, n_particles=50, seed=seed, progress_bar=False)
     row["wall_seconds"] = time.perf_counter() - start
     row["mask_f1_from_true_shifts"] = f1_from_true_shifts(adata)
-    row["simulation"] = {"simulate_realistic": {"seed": seed, "cells": cells}, "model": "defaults"}
+    model_settings = "defaults" if n_latent is None else {"n_latent": n_latent}
+    row["simulation"] = {
+        "simulate_realistic": {"seed": seed, "cells": cells},
+        "model": model_settings,
+    }
     return row
 
 

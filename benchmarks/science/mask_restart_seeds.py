@@ -52,9 +52,11 @@ SCREEN_COLUMNS = [
 ]
 
 
-def run(name: str, refinement: str, train_seed: int, screen: int = 0) -> dict[str, Any]:
+def run(
+    name: str, refinement: str, train_seed: int, screen: int = 0, n_latent: int | None = None
+) -> dict[str, Any]:
     if name in REALISTIC_CELLS:
-        row = run_realistic(name, refinement, 1000, seed=screen, train_seed=train_seed)
+        row = run_realistic(name, refinement, 1000, screen, train_seed, n_latent)
         return {key: row.get(key) for key, _ in SCREEN_COLUMNS}
     settings = dataclasses.replace(
         SETTINGS[name], mask_refinement=refinement, ate_samples=1000, iwelbo_particles=50
@@ -76,22 +78,27 @@ def main() -> None:
     parser.add_argument(
         "--procedures", nargs="+", choices=["varimax", "none"], default=["varimax", "none"]
     )
+    parser.add_argument(
+        "--n-latent", type=int, default=None, help="latent size K (realistic settings only)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out-name", default="mask_restart_seeds")
     args = parser.parse_args()
-    if args.screens and args.setting not in REALISTIC_CELLS:
-        parser.error("--screens needs a realistic --setting")
+    if (args.screens or args.n_latent) and args.setting not in REALISTIC_CELLS:
+        parser.error("--screens and --n-latent need a realistic --setting")
     if args.threads:
         torch.set_num_threads(args.threads)
     path = RESULTS / f"{args.out_name}.json"
     earlier = json.loads(path.read_text()) if path.exists() else {}
-    # rows of the other procedures are kept from the file's earlier runs of the same setting
-    rows = earlier.get("rows", {}) if earlier.get("setting") == args.setting else {}
+    # rows of the other procedures are kept from the file's earlier runs of the same setting and K
+    same = (earlier.get("setting"), earlier.get("n_latent")) == (args.setting, args.n_latent)
+    rows = earlier.get("rows", {}) if same else {}
     varied = "screen" if args.screens else "training seed"
     for seed in args.train_seeds:
         screen = seed if args.screens else 0
         for refinement in args.procedures:
-            rows[f"{varied} {seed}, {refinement}"] = run(args.setting, refinement, seed, screen)
+            row = run(args.setting, refinement, seed, screen, args.n_latent)
+            rows[f"{varied} {seed}, {refinement}"] = row
             print(rows, flush=True)
     rows = dict(sorted(rows.items(), key=lambda item: _seed_and_procedure(item[0])))
     command = "python benchmarks/science/mask_restart_seeds.py " + shlex.join(sys.argv[1:])
@@ -100,13 +107,14 @@ def main() -> None:
         if args.screens
         else "simulation, held-out combinations and budget fixed"
     )
+    latent = "" if args.n_latent is None else f"; K = {args.n_latent}"
     caption = (
         f"The sparse mask restart (`varimax`) against training as published (`none`) over "
-        f"{varied}s on the sweep's `{args.setting}` simulation ({fixed}). Rows come from "
+        f"{varied}s on the sweep's `{args.setting}` simulation ({fixed}{latent}). Rows come from "
         f"runs of this script; the last: "
         f"`{command}`, commit {current_commit()[:8]}, torch threads {torch.get_num_threads()}."
     )
-    record = {"setting": args.setting, "command": command, "rows": rows}
+    record = {"setting": args.setting, "n_latent": args.n_latent, "command": command, "rows": rows}
     columns = SCREEN_COLUMNS if args.screens else COLUMNS
     save_results(args.out_name, record, markdown_table(caption, rows, columns))
 
