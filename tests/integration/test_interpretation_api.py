@@ -71,15 +71,16 @@ def test_latent_programs_rotate_the_expected_shifts(tiny_model: samsvae.SAMSVAE)
     assert list(loadings.columns) == list(directions.index) == [f"program{k}" for k in range(4)]
 
 
+@pytest.mark.parametrize("rotation", ["varimax", "lp"])
 def test_program_gene_effects_are_the_decoder_response_along_each_direction(
-    tiny_model: samsvae.SAMSVAE,
+    tiny_model: samsvae.SAMSVAE, rotation: str
 ) -> None:
-    _, directions = tiny_model.get_latent_programs()
+    _, directions = tiny_model.get_latent_programs(rotation=rotation)
     decode = decoder_expression_scale(tiny_model.module)
     with torch.no_grad():
         z = torch.as_tensor(directions.to_numpy(), dtype=torch.float32)
         expected = (decode(2.0 * z) - decode(torch.zeros(1, 4))).numpy()
-    effects = tiny_model.get_latent_gene_effects(step=2.0, rotation="varimax")
+    effects = tiny_model.get_latent_gene_effects(step=2.0, rotation=rotation)
     wide = effects.pivot(index="latent", columns="gene", values="effect")
     wide = wide.loc[directions.index, list(tiny_model.design.genes)]
     np.testing.assert_allclose(wide.to_numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -248,8 +248,9 @@ class InterpretationMixin:
         Parameters
         ----------
         rotation
-            ``"varimax"`` (default): the varimax rotation of the shifts; ``"none"``: the latent
-            axes themselves.
+            ``"varimax"`` (default): the varimax rotation of the shifts; ``"lp"``: their Lp
+            rotation (p = 1.5), which also finds a perturbation's weaker mechanisms where
+            varimax lets its strongest decide the axes; ``"none"``: the latent axes themselves.
         n_samples
             Draws for the posterior summaries, as in :meth:`get_global_posterior`.
         seed
@@ -302,7 +303,7 @@ class InterpretationMixin:
 
         The change of gene g along direction d is f_g(step d) - f_g(0), at the basal mean
         z = 0, with d a latent axis (``rotation="none"``) or a program direction of
-        :meth:`get_latent_programs` (``"varimax"``).
+        :meth:`get_latent_programs` (``"varimax"`` or ``"lp"``).
 
         Parameters
         ----------
@@ -311,8 +312,8 @@ class InterpretationMixin:
         n_top
             Keep the first ``n_top`` genes of each program; ``None`` keeps every gene.
         rotation
-            ``"none"`` (default): the latent axes; ``"varimax"``: the programs of
-            :meth:`get_latent_programs`.
+            ``"none"`` (default): the latent axes; ``"varimax"`` or ``"lp"``: the programs of
+            :meth:`get_latent_programs` with that rotation.
 
         Returns
         -------

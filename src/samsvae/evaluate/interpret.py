@@ -329,8 +329,8 @@ def cluster_by_similarity(
 
 
 # --- sparse latent programs -------------------------------------------------------------------
-ProgramRotation = Literal["varimax", "none"]
-PROGRAM_ROTATIONS = ("varimax", "none")
+ProgramRotation = Literal["varimax", "lp", "none"]
+PROGRAM_ROTATIONS = ("varimax", "lp", "none")
 
 
 def varimax_rotation(
@@ -514,8 +514,8 @@ def latent_programs(
 
     Why rotate: the basal prior is isotropic, so when the masks are dense the fitted latent
     axes are a mixture of the mechanisms rather than the mechanisms themselves; if each
-    perturbation touches few mechanisms, the varimax rotation of the shifts
-    (:func:`varimax_rotation`) points its axes at them.
+    perturbation touches few mechanisms, a sparse rotation of the shifts points its axes at
+    them.
 
     Parameters
     ----------
@@ -523,21 +523,23 @@ def latent_programs(
         Expected latent shifts E_q[e_t * m_t], (n_perturbations, n_latent), e.g.
         ``GlobalSummary.shift_mean``.
     rotation
-        ``"varimax"`` (default) or ``"none"``, which keeps the latent axes (identity
-        directions, loadings equal to ``shifts``).
+        ``"varimax"`` (default, :func:`varimax_rotation`); ``"lp"`` (:func:`lp_rotation`,
+        which also finds the weaker mechanisms of perturbations with several, where varimax
+        lets the strongest decide the axes; slower, 20 descents); or ``"none"``, which keeps
+        the latent axes (identity directions, loadings equal to ``shifts``).
 
     Returns
     -------
     LatentPrograms
-        Directions (n_latent, n_latent) and loadings (n_perturbations, n_latent). Under
-        ``"varimax"`` each program is oriented so that its cubed loadings sum to >= 0 (the
-        heaviest loadings are positive) and programs are ordered by their sum of squared
-        loadings, largest first.
+        Directions (n_latent, n_latent) and loadings (n_perturbations, n_latent). Rotated,
+        each program is oriented so that its cubed loadings sum to >= 0 (the heaviest
+        loadings are positive) and programs are ordered by their sum of squared loadings,
+        largest first.
 
     Raises
     ------
     ValueError
-        If ``rotation`` is not ``"varimax"`` or ``"none"``.
+        If ``rotation`` is not ``"varimax"``, ``"lp"`` or ``"none"``.
     """
     shifts = np.asarray(shifts, dtype=np.float64)
     if rotation not in PROGRAM_ROTATIONS:
@@ -546,7 +548,7 @@ def latent_programs(
     n_latent = shifts.shape[1]
     if rotation == "none":
         return LatentPrograms(np.eye(n_latent), shifts.copy())
-    directions = varimax_rotation(shifts).T
+    directions = (varimax_rotation(shifts) if rotation == "varimax" else lp_rotation(shifts)).T
     loadings = shifts @ directions.T
     signs = np.where((loadings**3).sum(0) < 0, -1.0, 1.0)
     order = np.argsort(-(loadings**2).sum(0), kind="stable")

@@ -174,6 +174,26 @@ def test_lp_rotation_is_seeded_without_the_global_rng_and_checks_its_arguments()
         lp_rotation(loadings, power=2.0)
 
 
+def test_lp_latent_programs_are_the_lp_frame_oriented_and_ordered() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(24, 6)) * (rng.random((24, 6)) < 0.35)  # rows with 2-3 mechanisms
+    truth[~truth.any(1), 0] = 1.0
+    shifts = truth @ np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    programs = latent_programs(shifts, rotation="lp")
+    np.testing.assert_allclose(programs.loadings, shifts @ programs.directions.T, atol=1e-12)
+    # the same axes as lp_rotation, up to order and sign
+    lp = shifts @ lp_rotation(shifts)
+    match = np.abs(programs.loadings.T @ lp).argmax(1)
+    assert sorted(match) == list(range(6))
+    signs = np.sign((programs.loadings * lp[:, match]).sum(0))
+    np.testing.assert_allclose(programs.loadings, lp[:, match] * signs, atol=1e-10)
+    assert (programs.loadings**3).sum(0).min() >= 0
+    assert np.all(np.diff((programs.loadings**2).sum(0)) <= 0)
+    # where varimax does not undo the rotation (the lp_rotation test above), its programs do
+    assert _distance_to_truth(truth, programs.loadings) < 0.01
+    assert _distance_to_truth(truth, latent_programs(shifts).loadings) > 0.05
+
+
 def test_latent_programs_orientation_order_and_no_rotation() -> None:
     shifts = np.array([[0.0, -4.0], [0.0, -3.0], [1.0, 0.0], [0.0, 1.0]])
     programs = latent_programs(shifts)
