@@ -139,12 +139,18 @@ def _distance_to_truth(truth: np.ndarray, found: np.ndarray) -> float:
     return float(np.abs(found - truth[:, match] * signs).max())
 
 
-def test_lp_rotation_undoes_a_rotation_of_dense_unequal_shifts_where_varimax_does_not() -> None:
+def _rotated_dense_unequal_shifts() -> tuple[np.ndarray, np.ndarray]:
+    """Sparse shifts whose rows have 2-3 mechanisms of unequal size, and the same through a
+    random rotation: a frame varimax does not recover."""
     rng = np.random.default_rng(0)
-    truth = rng.normal(size=(24, 6)) * (rng.random((24, 6)) < 0.35)  # rows with 2-3 mechanisms
+    truth = rng.normal(size=(24, 6)) * (rng.random((24, 6)) < 0.35)
     truth[~truth.any(1), 0] = 1.0
     rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-    shifts = truth @ rotation
+    return truth, truth @ rotation
+
+
+def test_lp_rotation_undoes_a_rotation_of_dense_unequal_shifts_where_varimax_does_not() -> None:
+    truth, shifts = _rotated_dense_unequal_shifts()
     found = lp_rotation(shifts)
     np.testing.assert_allclose(found @ found.T, np.eye(6), atol=1e-10)
     assert _distance_to_truth(truth, shifts @ found) < 0.01
@@ -175,10 +181,7 @@ def test_lp_rotation_is_seeded_without_the_global_rng_and_checks_its_arguments()
 
 
 def test_lp_latent_programs_are_the_lp_frame_oriented_and_ordered() -> None:
-    rng = np.random.default_rng(0)
-    truth = rng.normal(size=(24, 6)) * (rng.random((24, 6)) < 0.35)  # rows with 2-3 mechanisms
-    truth[~truth.any(1), 0] = 1.0
-    shifts = truth @ np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    truth, shifts = _rotated_dense_unequal_shifts()
     programs = latent_programs(shifts, rotation="lp")
     np.testing.assert_allclose(programs.loadings, shifts @ programs.directions.T, atol=1e-12)
     # the same axes as lp_rotation, up to order and sign
@@ -189,7 +192,7 @@ def test_lp_latent_programs_are_the_lp_frame_oriented_and_ordered() -> None:
     np.testing.assert_allclose(programs.loadings, lp[:, match] * signs, atol=1e-10)
     assert (programs.loadings**3).sum(0).min() >= 0
     assert np.all(np.diff((programs.loadings**2).sum(0)) <= 0)
-    # where varimax does not undo the rotation (the lp_rotation test above), its programs do
+    # varimax's programs do not undo the rotation; the Lp programs do
     assert _distance_to_truth(truth, programs.loadings) < 0.01
     assert _distance_to_truth(truth, latent_programs(shifts).loadings) > 0.05
 
