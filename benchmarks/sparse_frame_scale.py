@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +25,9 @@ import numpy as np
 
 from samsvae.evaluate.metrics import mask_recovery
 from samsvae.inference.mask_refinement import sparse_frame
+
+sys.path.insert(0, str(Path(__file__).parent / "science"))
+from real_data import current_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = ((100, 10), (1_000, 50), (1_000, 100), (10_000, 50), (10_000, 100))
@@ -80,9 +83,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     record = {
         "command": f"python benchmarks/sparse_frame_scale.py --seed {args.seed}",
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
+        "commit": current_commit(),
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
